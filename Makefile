@@ -1,0 +1,95 @@
+# llmserve.cluster: `make demo` (a real deployment on the local test bed) and `make test` (every test).
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+TESTBED := $(BIN)/python tests/testbed/testbed.py
+COLLECTION_LINK := .collections/ansible_collections/llmserve/cluster
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_VAULT_PASSWORD_FILE := $(CURDIR)/.testbed/secrets/vault_password
+export PATH := $(BIN):$(PATH)
+
+VLLM_IMAGE := llmserve/vllm-cpu:0.32.0
+SIM_IMAGE := llmserve/engine-sim:0.1.0
+ROUTER_IMAGE := llmserve/vllm-router:0.1.17
+BASE_IMAGE := llmserve-testbed/base:bookworm
+
+.PHONY: help demo test machine venv collection testbed testbed-down images image-vllm image-sim \
+        image-router push lint sanity unit molecule clean
+
+help:
+	@echo "make demo   deploy a real vLLM engine with this collection onto the local test bed and ask it"
+	@echo "make test   lint, sanity, unit and molecule tests"
+	@echo "make testbed-down   remove the test bed (add PURGE=1 to drop its volumes and state)"
+
+# ---------------------------------------------------------------- set-up
+machine:
+	@tests/testbed/prepare-machine.sh
+
+$(VENV)/.done: requirements/dev.txt
+	@echo "[venv] installing the pinned toolchain into $(VENV) (a few minutes the first time)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q -r requirements/dev.txt 2>&1 | { grep -v 'is ignored: it is neither' || true; }
+	@touch $@
+
+venv: $(VENV)/.done
+
+# Ansible finds this checkout as the collection llmserve.cluster (ansible.cfg: collections_path).
+collection:
+	@mkdir -p $(dir $(COLLECTION_LINK))
+	@ln -sfn ../../.. $(COLLECTION_LINK)
+
+testbed: machine venv
+	@$(TESTBED) up
+
+testbed-down: venv
+	@$(TESTBED) down $(if $(PURGE),--purge)
+
+# ---------------------------------------------------------------- images (built locally, cached by docker)
+images: image-vllm image-sim image-router
+
+image-vllm: machine venv
+	@$(TESTBED) base-image
+	@images/vllm-cpu/prepare-context.sh
+	@echo "[images] $(VLLM_IMAGE) (about 10 minutes cold, seconds when cached)"
+	@docker build --network host -q -t $(VLLM_IMAGE) images/vllm-cpu >/dev/null
+
+image-sim: machine venv
+	@$(TESTBED) base-image
+	@echo "[images] $(SIM_IMAGE)"
+	@docker build -q -t $(SIM_IMAGE) images/engine-sim >/dev/null
+
+image-router: machine venv
+	@$(TESTBED) base-image
+	@cp /etc/ssl/certs/ca-certificates.crt images/vllm-router/ca-certificates.crt
+	@echo "[images] $(ROUTER_IMAGE)"
+	@docker build --network host -q -t $(ROUTER_IMAGE) images/vllm-router >/dev/null
+
+# ---------------------------------------------------------------- the main job
+demo: testbed collection images
+	@$(TESTBED) push $(VLLM_IMAGE)
+	@ansible-playbook -i .testbed/inventory tests/testbed/demo.yml
+
+# ---------------------------------------------------------------- tests
+test: lint sanity unit molecule
+
+lint: venv collection
+	@echo "[test] ansible-lint (production profile)"
+	@ansible-lint --profile production
+
+sanity: venv
+	@echo "[test] ansible-test sanity on the built collection"
+	@tests/sanity.sh
+
+unit: venv collection
+	@echo "[test] unit tests"
+	@$(BIN)/python -m pytest -q tests/unit
+
+molecule: testbed collection image-sim image-router
+	@echo "[test] molecule scenarios on the test bed"
+	@cd extensions && $(BIN)/molecule test --all
+
+clean: testbed-down
+	@rm -rf build .collections

@@ -1,0 +1,180 @@
+#!/usr/bin/python
+# Copyright: llmserve.cluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: engine_probe
+short_description: Ask an OpenAI-compatible engine or router whether it is healthy, and optionally for an answer
+version_added: 0.1.0
+description:
+  - Reads C(/health) and C(/v1/models) of a vLLM engine, a vLLM router or any OpenAI-compatible server.
+  - With O(prompt), sends one chat completion and returns the answer, so a playbook can prove that a
+    deployment serves requests end to end.
+  - Never changes anything on the server.
+author:
+  - llmserve.cluster contributors
+attributes:
+  check_mode:
+    support: full
+    description: The probe only reads, so it runs unchanged in check mode.
+  diff_mode:
+    support: none
+    description: Nothing is changed, so there is no diff.
+  idempotent:
+    support: full
+    description: The probe never changes the server.
+options:
+  url:
+    description: Base URL of the server, for example V(http://10.0.0.11:8000).
+    type: str
+    required: true
+  api_key:
+    description:
+      - Bearer token sent as C(Authorization) header. Keep it in ansible-vault.
+    type: str
+  prompt:
+    description:
+      - A user message to send to C(/v1/chat/completions). Without it no completion is requested.
+    type: str
+  model:
+    description:
+      - Model name for the completion. Defaults to the first model C(/v1/models) lists.
+    type: str
+  max_tokens:
+    description: Upper bound on the tokens of the answer.
+    type: int
+    default: 16
+  timeout:
+    description: Seconds to wait for each HTTP request.
+    type: int
+    default: 60
+  health_path:
+    description: Path of the health endpoint (V(/health) for vLLM and vllm-router).
+    type: str
+    default: /health
+"""
+
+EXAMPLES = r"""
+- name: Check an engine and ask it one question
+  llmserve.cluster.engine_probe:
+    url: "http://{{ ansible_host }}:8000"
+    prompt: Say hello in three words.
+  register: probe
+
+- name: Show the answer
+  ansible.builtin.debug:
+    msg: "{{ probe.answer }}"
+
+- name: Check a router protected by an API key, no completion
+  llmserve.cluster.engine_probe:
+    url: http://10.0.0.20:10001
+    api_key: "{{ vault_router_api_key }}"
+"""
+
+RETURN = r"""
+healthy:
+  description: Whether the health endpoint answered HTTP 200.
+  returned: always
+  type: bool
+  sample: true
+health_status:
+  description: HTTP status of the health endpoint, or -1 when it could not be reached.
+  returned: always
+  type: int
+  sample: 200
+models:
+  description: Model ids listed by C(/v1/models).
+  returned: when the server answered C(/v1/models)
+  type: list
+  elements: str
+  sample: [tiny-llama]
+answer:
+  description: The content of the first choice of the chat completion.
+  returned: when O(prompt) is given
+  type: str
+  sample: Hello there friend
+usage:
+  description: Token counts of the completion, as the server reported them.
+  returned: when O(prompt) is given
+  type: dict
+  sample: {prompt_tokens: 12, completion_tokens: 16, total_tokens: 28}
+latency_seconds:
+  description: Wall time of the chat completion.
+  returned: when O(prompt) is given
+  type: float
+  sample: 0.42
+"""
+
+import json
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import fetch_url
+
+
+def request(module, url, headers, body=None):
+    """Return (status, parsed JSON or None, error text)."""
+    data = None if body is None else json.dumps(body)
+    resp, info = fetch_url(module, url, data=data, headers=headers,
+                           method="GET" if body is None else "POST", timeout=module.params["timeout"])
+    status = info.get("status", -1)
+    raw = resp.read() if resp is not None else info.get("body", b"")
+    try:
+        parsed = json.loads(raw) if raw else None
+    except ValueError:
+        parsed = None
+    return status, parsed, info.get("msg", "")
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            url=dict(type="str", required=True),
+            api_key=dict(type="str", no_log=True),
+            prompt=dict(type="str"),
+            model=dict(type="str"),
+            max_tokens=dict(type="int", default=16),
+            timeout=dict(type="int", default=60),
+            health_path=dict(type="str", default="/health"),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    base = p["url"].rstrip("/")
+    headers = {"Content-Type": "application/json"}
+    if p["api_key"]:
+        headers["Authorization"] = "Bearer " + p["api_key"]
+
+    health_status, dummy, health_err = request(module, base + p["health_path"], headers)
+    result = dict(changed=False, healthy=health_status == 200, health_status=health_status)
+
+    status, listing, dummy = request(module, base + "/v1/models", headers)
+    if status == 200 and isinstance(listing, dict):
+        result["models"] = [m.get("id") for m in listing.get("data", [])]
+
+    if p["prompt"] is None:
+        module.exit_json(**result)
+    if not result["healthy"]:
+        module.fail_json(msg="%s%s answered %s (%s); not sending the prompt"
+                         % (base, p["health_path"], health_status, health_err), **result)
+    model = p["model"] or (result.get("models") or [None])[0]
+    if not model:
+        module.fail_json(msg="%s/v1/models lists no model; set model" % base, **result)
+    body = dict(model=model, max_tokens=p["max_tokens"],
+                messages=[dict(role="user", content=p["prompt"])])
+    started = time.monotonic()
+    status, reply, err = request(module, base + "/v1/chat/completions", headers, body)
+    result["latency_seconds"] = round(time.monotonic() - started, 3)
+    if status != 200 or not isinstance(reply, dict) or not reply.get("choices"):
+        module.fail_json(msg="chat completion at %s failed: HTTP %s %s %s"
+                         % (base, status, err, json.dumps(reply)[:500]), **result)
+    result["answer"] = reply["choices"][0].get("message", {}).get("content", "")
+    result["usage"] = reply.get("usage", {})
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
