@@ -41,7 +41,7 @@ collection:
 	@mkdir -p $(dir $(COLLECTION_LINK))
 	@ln -sfn ../../.. $(COLLECTION_LINK)
 
-testbed: machine venv
+testbed: venv
 	@$(TESTBED) up
 
 testbed-down: venv
@@ -50,18 +50,18 @@ testbed-down: venv
 # ---------------------------------------------------------------- images (built locally, cached by docker)
 images: image-vllm image-sim image-router
 
-image-vllm: machine venv
+image-vllm: venv
 	@$(TESTBED) base-image
 	@images/vllm-cpu/prepare-context.sh
 	@echo "[images] $(VLLM_IMAGE) (about 10 minutes cold, seconds when cached)"
 	@docker build --network host -q -t $(VLLM_IMAGE) images/vllm-cpu >/dev/null
 
-image-sim: machine venv
+image-sim: venv
 	@$(TESTBED) base-image
 	@echo "[images] $(SIM_IMAGE)"
 	@docker build -q -t $(SIM_IMAGE) images/engine-sim >/dev/null
 
-image-router: machine venv
+image-router: venv
 	@$(TESTBED) base-image
 	@cp /etc/ssl/certs/ca-certificates.crt images/vllm-router/ca-certificates.crt
 	@echo "[images] $(ROUTER_IMAGE)"

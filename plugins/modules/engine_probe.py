@@ -15,7 +15,7 @@ description:
     deployment serves requests end to end.
   - Never changes anything on the server.
 author:
-  - llmserve.cluster contributors
+  - llmserve.cluster maintainers (@llmserve)
 attributes:
   check_mode:
     support: full
@@ -136,7 +136,7 @@ def main():
             api_key=dict(type="str", no_log=True),
             prompt=dict(type="str"),
             model=dict(type="str"),
-            max_tokens=dict(type="int", default=16),
+            max_tokens=dict(type="int", default=16, no_log=False),
             timeout=dict(type="int", default=60),
             health_path=dict(type="str", default="/health"),
         ),

@@ -25,10 +25,16 @@ fi
 
 # dockerd from docker.io, started by hand where there is no systemd.
 if ! docker info >/dev/null 2>&1; then
-  log=/var/log/llmserve-dockerd.log
+  log=${LLMSERVE_DOCKERD_LOG:-/var/log/llmserve-dockerd.log}
   say "starting dockerd (log: $log)"
   nohup dockerd >"$log" 2>&1 &
-  for _ in $(seq 1 120); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  pid=$!
+  # poll until it answers; stop at once if it died
+  for _ in $(seq 1 120); do
+    docker info >/dev/null 2>&1 && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+  done
   docker info >/dev/null 2>&1 || die "dockerd did not start; last lines of $log:
 $(tail -n 15 "$log")"
 fi

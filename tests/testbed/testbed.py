@@ -84,22 +84,9 @@ def registry_addr():
 # ---------------------------------------------------------------- preconditions
 
 def check_machine():
-    """Fail early, saying what is missing and what to do."""
-    if os.geteuid() != 0:
-        raise TestbedError("the test bed needs root (it starts dockerd, installs packages and writes "
-                           "/etc/docker/certs.d). Run `sudo make demo` or as root.")
-    free = shutil.disk_usage(CACHE.parent if CACHE.parent.exists() else "/").free
-    if free < 12 * 2**30:
-        raise TestbedError(f"only {free / 2**30:.1f} GiB free on disk; the test bed needs about 12 GiB "
-                           "(base images, engine images, the registry and each host's Docker). "
-                           "Free space, or point LLMSERVE_TESTBED_CACHE at a larger disk.")
-    for tool in ("docker", "debootstrap", "openssl", "ssh-keygen", "htpasswd"):
-        if not shutil.which(tool):
-            raise TestbedError(f"`{tool}` is not installed. Run `make deps` (it installs docker.io, "
-                               "debootstrap, openssl, openssh-client and apache2-utils).")
-    if docker("info", check=False, quiet=True).returncode != 0:
-        raise TestbedError("the Docker daemon does not answer. Run `make dockerd` (starts dockerd "
-                           "without systemd) and see /var/log/llmserve-dockerd.log if it fails.")
+    """Root, disk, packages and a running dockerd; prepare-machine.sh says what is missing."""
+    if subprocess.run([str(HERE / "prepare-machine.sh")]).returncode != 0:
+        raise TestbedError("the machine is not ready (see the message above)")
 
 
 # ---------------------------------------------------------------- images
@@ -425,6 +412,7 @@ def main(argv=None):
         elif args.cmd == "down":
             down(args.purge)
         elif args.cmd == "base-image":
+            check_machine()
             ensure_base_image()
         elif args.cmd == "push":
             push(args.images)
