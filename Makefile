@@ -17,7 +17,7 @@ ROUTER_IMAGE := llmserve/vllm-router:0.1.17
 BASE_IMAGE := llmserve-testbed/base:bookworm
 
 .PHONY: help demo test machine venv collection testbed testbed-down images image-vllm image-sim \
-        image-router push lint sanity unit molecule clean
+        image-router push lint sanity unit integration molecule clean
 
 help:
 	@echo "make demo   deploy a real vLLM engine with this collection onto the local test bed and ask it"
@@ -73,7 +73,7 @@ demo: testbed collection images
 	@ansible-playbook -i .testbed/inventory tests/testbed/demo.yml
 
 # ---------------------------------------------------------------- tests
-test: lint sanity unit molecule
+test: lint sanity unit integration molecule
 
 lint: venv collection
 	@echo "[test] ansible-lint (production profile)"
@@ -86,6 +86,10 @@ sanity: venv
 unit: venv collection
 	@echo "[test] unit tests"
 	@$(BIN)/python -m pytest -q tests/unit
+
+integration: testbed collection
+	@echo "[test] integration tests on the test bed"
+	@LLMSERVE_REQUIRE_TESTBED=1 $(BIN)/python -m pytest -q tests/integration
 
 molecule: testbed collection image-sim image-router
 	@echo "[test] molecule scenarios on the test bed"

@@ -163,7 +163,7 @@ def build_real_parsers():
         cli.run_batch,
         cli.snapshot,
     ]
-    parser = FlexibleArgumentParser(description="vLLM CLI")
+    parser = FlexibleArgumentParser(prog="vllm", description="vLLM CLI")
     parser.add_argument("-v", "--version", action="version", version="x")
     subparsers = parser.add_subparsers(required=False, dest="subparser")
     cmds = {}
@@ -545,7 +545,7 @@ def run_kv_cases(serve_parser) -> list[dict]:
                     d["engine_id"] = "<generated>"
                 case["result"] = json_safe(d)
         else:
-            case["error"] = (exc or "").splitlines()[0][:300]
+            case["error"] = (exc or "")[:2000]
         cases.append(case)
     return cases
 

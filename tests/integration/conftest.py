@@ -1,0 +1,34 @@
+"""Integration tests run against the real test bed that `make integration` brings up."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+INVENTORY = REPO / ".testbed" / "inventory"
+VAULT_PASSWORD_FILE = REPO / ".testbed" / "secrets" / "vault_password"
+
+
+@pytest.fixture(scope="session")
+def testbed():
+    if not INVENTORY.exists():
+        if os.environ.get("LLMSERVE_REQUIRE_TESTBED"):
+            pytest.fail("the test bed is not up: run `make testbed`")
+        pytest.skip("the test bed is not up (make testbed)")
+    return INVENTORY
+
+
+@pytest.fixture(scope="session")
+def registry_password(testbed):
+    return (REPO / ".testbed" / "secrets" / "registry_password").read_text().strip()
+
+
+def ansible_playbook(playbook, *args, env=None):
+    """Run a playbook against the test bed; return the CompletedProcess (output captured)."""
+    bin_dir = Path(sys.executable).parent
+    cmd = [str(bin_dir / "ansible-playbook"), "-i", str(INVENTORY), str(playbook), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=900, env={
+        **os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_VAULT_PASSWORD_FILE": str(VAULT_PASSWORD_FILE), **(env or {})})
