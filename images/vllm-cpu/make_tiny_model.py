@@ -5,16 +5,15 @@ The model is for plumbing tests only (health checks, routing, prefill/decode
 disaggregation): its answers are random tokens.  Everything is produced
 offline and deterministically:
 
-* the byte-level BPE tokenizer is trained with `tokenizers` on text taken from
-  the docstrings of Python's standard library plus a few generated sentences;
+* the byte-level BPE tokenizer is trained with `tokenizers` on text the script
+  carries or generates itself (a word list, a few paragraphs, the Zen of Python
+  from the stdlib `this` module) - no downloads;
 * the weights are drawn from a fixed-seed torch generator and written with
   `safetensors`.
 
 Usage: make_tiny_model.py [OUTPUT_DIR]   (default /models/tiny-llama)
 """
 
-import importlib
-import inspect
 import json
 import os
 import sys
@@ -47,40 +46,74 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
 )
 
-# Stdlib modules whose docstrings make up the training corpus (fixed order).
-CORPUS_MODULES = [
-    "this", "argparse", "asyncio", "collections", "contextlib", "csv",
-    "dataclasses", "datetime", "decimal", "email", "functools", "http.client",
-    "inspect", "itertools", "json", "logging", "os", "pathlib", "re",
-    "shutil", "socket", "string", "subprocess", "tarfile", "textwrap",
-    "threading", "typing", "unittest", "urllib.parse", "zipfile",
+# Training text: self-contained, so the tokenizer does not change with the Python
+# patch release (stdlib docstrings do).  A fixed vocabulary is combined into
+# sentences by a small LCG (not `random`, whose algorithms may change).
+WORDS = """
+the a an this that these those each every some many few all no one two three four five
+six seven eight nine ten hundred thousand first second last next other same new old
+cluster node nodes host hosts router routers engine engines model models server servers
+request requests response responses prompt prompts token tokens cache caches memory disk
+prefill decode decoder prefiller scheduler worker workers queue queues batch batches
+container containers image images registry network port ports address socket service
+client user assistant system message messages answer question story reply chat text
+word words sentence line lines file files directory path key value config setting option
+time second minute hour day week year start stop restart health check status error
+log logs metric metrics latency throughput load balance weight weights layer layers
+attention head heads vector matrix tensor number numbers byte bytes block blocks page
+is are was were be been has have had do does did can could will would should may might
+must sends receives reads writes stores loads keeps moves routes serves caches answers
+prefills decodes computes returns starts stops waits runs checks builds pulls pushes
+opens closes creates deletes updates copies tells asks says shows finds gives takes
+makes uses sees knows thinks wants needs likes works helps tries
+and or but if then else when while because so than as with without from to into onto
+of in on at by for about over under between after before during through across
+quick slow small large tiny big long short high low fast warm cold good bad busy idle
+ready healthy local remote shared private public open closed full empty free used
+hello hi thanks please yes no okay sure maybe today tomorrow again always never often
+I you he she it we they me him her us them my your his its our their what who how why
+where which there here now soon later very more most less least only also just still
+""".split()
+
+PARAGRAPHS = [
+    "Hello! How are you today? I am fine, thank you. What can I do for you?",
+    "The router sends each prompt to a prefill node; the decode node loads the "
+    "cache and writes the answer, one token at a time.",
+    "A small model is enough to check that requests, health checks and metrics "
+    "flow through the cluster: its answers are random words.",
+    "Numbers: 0 1 2 3 4 5 6 7 8 9 10 16 32 64 100 128 256 512 1000 1024 2048 4096.",
+    "Symbols: ( ) [ ] { } < > = + - * / % & | ^ ~ ! ? . , ; : ' \" ` @ # $ _ \\",
+    "def main():\n    return {\"status\": \"ok\", \"tokens\": [1, 2, 3]}\n",
+    "User: Tell me a story.\nAssistant: Once upon a time, a tiny model served "
+    "a very large cluster.\n",
 ]
 
 
+def lcg(seed):
+    state = seed
+    while True:
+        state = (state * 6364136223846793005 + 1442695040888963407) % 2**64
+        yield state >> 33
+
+
 def corpus():
-    """Yield training text: stdlib docstrings, then generated chat-like lines."""
+    """Yield training text: the Zen of Python, fixed paragraphs, generated sentences."""
+    import codecs
     import contextlib
     import io
 
-    for name in CORPUS_MODULES:
-        with contextlib.redirect_stdout(io.StringIO()):  # `import this` prints
-            mod = importlib.import_module(name)
-        if name == "this":
-            yield "".join(mod.d.get(c, c) for c in mod.s)  # the Zen of Python
-        if mod.__doc__:
-            yield mod.__doc__
-        for attr in sorted(vars(mod)):
-            obj = getattr(mod, attr, None)
-            doc = inspect.getdoc(obj) if callable(obj) else None
-            if doc:
-                yield doc
-    subjects = ["The cluster", "A model", "The router", "Each node", "The scheduler"]
-    verbs = ["serves", "routes", "caches", "prefills", "decodes", "answers"]
-    objects = ["a request", "the prompt", "many tokens", "a reply", "the cache"]
-    for i, s in enumerate(subjects):
-        for j, v in enumerate(verbs):
-            for k, o in enumerate(objects):
-                yield f"{s} {v} {o} number {i * 100 + j * 10 + k}. Hello, how are you?\n"
+    with contextlib.redirect_stdout(io.StringIO()):  # importing `this` prints the Zen
+        import this
+    yield codecs.decode(this.s, "rot13")  # text unchanged since Python 2.2
+    yield from PARAGRAPHS * 4
+    rnd = lcg(SEED)
+    for _ in range(6000):
+        n = 4 + next(rnd) % 12
+        words = [WORDS[next(rnd) % len(WORDS)] for _ in range(n)]
+        words[0] = words[0].capitalize()
+        end = ".?!,;:"[next(rnd) % 6]
+        num = f" {next(rnd) % 10000}" if next(rnd) % 4 == 0 else ""
+        yield " ".join(words) + num + end + ("\n" if next(rnd) % 3 == 0 else " ")
 
 
 def train_tokenizer():

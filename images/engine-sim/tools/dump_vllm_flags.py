@@ -568,6 +568,7 @@ def main() -> None:
             dataclass_flags[t["cls"]] = {"extra": d["extra"], "fields": sorted(d["fields"])}
 
     from vllm import envs as venvs
+    from vllm.transformers_utils.chat_templates.registry import CHAT_TEMPLATES_DIR
 
     data = {
         "generated_by": "images/engine-sim/tools/dump_vllm_flags.py",
@@ -597,6 +598,7 @@ def main() -> None:
             if "VLLM_NIXL_ABORT_REQUEST_TIMEOUT" in venvs.environment_variables
             else None,
         },
+        "builtin_chat_templates": sorted(p.name for p in CHAT_TEMPLATES_DIR.iterdir() if p.is_file()),
         "reference_cases": {
             "kv_transfer_config": run_kv_cases(serve_parser),
             "argv": run_argv_cases(parser, cmds),
