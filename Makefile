@@ -93,7 +93,8 @@ integration: testbed collection
 
 molecule: testbed collection image-sim image-router
 	@echo "[test] molecule scenarios on the test bed"
-	@cd extensions && $(BIN)/molecule test --all
+	@$(TESTBED) push $(SIM_IMAGE) $(ROUTER_IMAGE)
+	@$(BIN)/molecule test --all
 
 clean: testbed-down
 	@rm -rf build .collections

@@ -6,9 +6,17 @@ cd "$(dirname "$0")/.."
 # outside this checkout: inside it, ansible-test would list files with git, which ignores build output
 root=${TMPDIR:-/tmp}/llmserve-sanity
 rm -rf "$root" && mkdir -p "$root"
-ansible-galaxy collection build --force --output-path "$root" . >/dev/null 2>&1
+quietly() { local out; out=$("$@" 2>&1) || { echo "$out" >&2; return 1; }; }
+quietly ansible-galaxy collection build --force --output-path "$root" .
 tarball=$(ls "$root"/llmserve-cluster-*.tar.gz)
-ansible-galaxy collection install --force --no-deps -p "$root/collections" "$tarball" >/dev/null 2>&1
+quietly ansible-galaxy collection install --force --no-deps -p "$root/collections" "$tarball"
+# the collections we depend on, as the pinned `ansible` package ships them (Galaxy is not reachable)
+site=$(python -c 'import ansible_collections, os; print(os.path.dirname(ansible_collections.__file__))' 2>/dev/null \
+  || python -c 'import ansible_collections; print(list(ansible_collections.__path__)[0])')
+for dep in community/docker ansible/utils; do
+  mkdir -p "$root/collections/ansible_collections/$(dirname $dep)"
+  cp -r "$site/$dep" "$root/collections/ansible_collections/$dep"
+done
 # ansible-test bootstraps pip in its venvs with get-pip.py from a host that is not reachable here
 pip_version=$(python - <<'PY'
 import re, ansible_test, pathlib

@@ -1,4 +1,5 @@
 """Integration tests run against the real test bed that `make integration` brings up."""
+import json
 import os
 import subprocess
 import sys
@@ -32,3 +33,11 @@ def ansible_playbook(playbook, *args, env=None):
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=900, env={
         **os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
         "ANSIBLE_VAULT_PASSWORD_FILE": str(VAULT_PASSWORD_FILE), **(env or {})})
+
+
+def task_results(playbook, *args):
+    """Run a playbook with the JSON callback; return {task name: {host: result}} and the run."""
+    res = ansible_playbook(playbook, *args, env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"})
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    run = json.loads(res.stdout)
+    return {t["task"]["name"]: t["hosts"] for play in run["plays"] for t in play["tasks"]}, run
