@@ -85,6 +85,11 @@ health_status:
   returned: always
   type: int
   sample: 200
+models_status:
+  description: HTTP status of C(/v1/models); V(401) means the server wants another O(api_key).
+  returned: always
+  type: int
+  sample: 200
 models:
   description: Model ids listed by C(/v1/models).
   returned: when the server answered C(/v1/models)
@@ -152,6 +157,7 @@ def main():
     result = dict(changed=False, healthy=health_status == 200, health_status=health_status)
 
     status, listing, dummy = request(module, base + "/v1/models", headers)
+    result["models_status"] = status
     if status == 200 and isinstance(listing, dict):
         result["models"] = [m.get("id") for m in listing.get("data", [])]
 
@@ -160,6 +166,9 @@ def main():
     if not result["healthy"]:
         module.fail_json(msg="%s%s answered %s (%s); not sending the prompt"
                          % (base, p["health_path"], health_status, health_err), **result)
+    if status in (401, 403):
+        module.fail_json(msg="%s/v1/models answered %s: the server refuses this api_key (or wants one)"
+                         % (base, status), **result)
     model = p["model"] or (result.get("models") or [None])[0]
     if not model:
         module.fail_json(msg="%s/v1/models lists no model; set model" % base, **result)

@@ -49,9 +49,9 @@ def log(msg):
     print(f"[testbed] {msg}", flush=True)
 
 
-def run(cmd, check=True, capture=False, input=None, quiet=False):
+def run(cmd, check=True, capture=False, input=None, quiet=False, env=None):
     """Run a command; on failure raise TestbedError with its output."""
-    res = subprocess.run(cmd, input=input, text=True,
+    res = subprocess.run(cmd, input=input, text=True, env=env,
                          stdout=subprocess.PIPE if (capture or quiet) else None,
                          stderr=subprocess.PIPE if (capture or quiet) else None)
     if check and res.returncode != 0:
@@ -297,8 +297,10 @@ def write_inventory(names, shared, password):
     if not vault.exists() or "$ANSIBLE_VAULT" not in vault.read_text():
         write(vault, plain, 0o600)
         vault_bin = shutil.which("ansible-vault") or str(Path(sys.executable).parent / "ansible-vault")
+        # the bed's own vault password only, whatever ANSIBLE_VAULT_PASSWORD_FILE says
+        env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_VAULT_PASSWORD_FILE"}
         run([vault_bin, "encrypt", "--vault-password-file", str(STATE / "secrets" / "vault_password"),
-             str(vault)], quiet=True)
+             str(vault)], quiet=True, env=env)
     return inv
 
 

@@ -1,0 +1,59 @@
+"""engine_probe, run by ansible against the engine simulator on loopback."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sim_process import sim
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def probe(*args, check_mode=False, verbosity=None):
+    """Run the module once on localhost; return (rc, parsed result, raw output)."""
+    cmd = [str(Path(sys.executable).parent / "ansible"), "localhost", "-m", "llmserve.cluster.engine_probe",
+           "-a", json.dumps(dict(a.split("=", 1) for a in args))]
+    cmd += ["--check"] if check_mode else []
+    cmd += [verbosity] if verbosity else []
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120, env={
+        **os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_LOCALHOST_WARNING": "0"})
+    # the JSON callback prints the run last; -vvv prints connection details before it
+    out = json.loads(res.stdout[res.stdout.rindex("\n{\n") if "\n{\n" in res.stdout else 0:])
+    return res.returncode, out["plays"][0]["tasks"][0]["hosts"]["localhost"], res.stdout + res.stderr
+
+
+def test_healthy_engine_answers_and_reports_its_model():
+    with sim("/models/tiny", "--served-model-name", "tiny") as engine:
+        rc, result, dummy = probe(f"url={engine.url}", "prompt=hello there", "max_tokens=5")
+    assert rc == 0
+    assert result["healthy"] is True and result["health_status"] == 200
+    assert result["models"] == ["tiny"]
+    assert result["usage"]["completion_tokens"] == 5 and result["answer"]
+    assert result["changed"] is False
+
+
+def test_check_mode_probes_too():
+    with sim("/models/tiny") as engine:
+        rc, result, dummy = probe(f"url={engine.url}", check_mode=True)
+    assert rc == 0 and result["healthy"] is True and "answer" not in result
+
+
+def test_engine_still_starting_fails_without_sending_the_prompt():
+    with sim("/models/tiny", env={"LLMSERVE_SIM_STARTUP_DELAY": "60"}, wait_ready=False) as engine:
+        engine.wait_health(503)
+        rc, result, dummy = probe(f"url={engine.url}", "prompt=hi")
+    assert rc != 0
+    assert result["health_status"] == 503
+    assert "not sending the prompt" in result["msg"]
+
+
+def test_api_key_is_used_and_never_printed():
+    key = "sk-probe-secret-2718"
+    with sim("/models/tiny", "--api-key", key) as engine:
+        rc, result, out = probe(f"url={engine.url}", f"api_key={key}", "prompt=hi", verbosity="-vvv")
+        assert rc == 0 and result["answer"]
+        rc_wrong, wrong, out_wrong = probe(f"url={engine.url}", "api_key=wrong-key-1", "prompt=hi")
+    assert key not in out
+    assert rc_wrong != 0 and "401" in wrong["msg"] and "wrong-key-1" not in out_wrong
