@@ -8,7 +8,8 @@ BIN := $(CURDIR)/$(VENV)/bin
 TESTBED := $(BIN)/python tests/testbed/testbed.py
 COLLECTION_LINK := .collections/ansible_collections/llmserve/cluster
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
-export ANSIBLE_VAULT_PASSWORD_FILE := $(CURDIR)/.testbed/secrets/vault_password
+# the test bed's vault password opens its inventory; set only where the bed exists
+BED_VAULT := ANSIBLE_VAULT_PASSWORD_FILE=$(CURDIR)/.testbed/secrets/vault_password
 export PATH := $(BIN):$(PATH)
 
 VLLM_IMAGE := llmserve/vllm-cpu:0.32.0
@@ -70,7 +71,7 @@ image-router: venv
 # ---------------------------------------------------------------- the main job
 demo: testbed collection images
 	@$(TESTBED) push $(VLLM_IMAGE)
-	@ansible-playbook -i .testbed/inventory tests/testbed/demo.yml
+	@$(BED_VAULT) ansible-playbook -i .testbed/inventory tests/testbed/demo.yml
 
 # ---------------------------------------------------------------- tests
 test: lint sanity unit integration molecule

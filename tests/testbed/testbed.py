@@ -70,11 +70,12 @@ def exists(kind, name):
 
 def addresses():
     hosts = list(SUBNET.hosts())
-    return {"gateway": str(hosts[0]), "registry": str(hosts[1]), "first_node": 10}
+    return {"gateway": str(hosts[0]), "registry": str(hosts[1])}
 
 
 def node_address(index):
-    return str(list(SUBNET.hosts())[addresses()["first_node"] + index - 1])
+    """node1 is .11, node2 .12, ..."""
+    return str(list(SUBNET.hosts())[9 + index])
 
 
 def registry_addr():
