@@ -1,0 +1,305 @@
+# Copyright: llmserve.cluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Prefill/decode disaggregated vLLM: instances, ports, argv and environment of every process.
+
+Two inventory shapes:
+- llmserve's: groups ``prefill``, ``decode`` and ``proxy``. A host is one instance unless hosts of
+  a role share ``llmserve_instance``; then they are one instance whose data-parallel ranks span
+  them (the first host in inventory order is the master and serves the API).
+- omni-infer's: groups ``P``, ``D`` and ``C``. P hosts sharing ``host_ip`` are one instance (one TP
+  group over all their devices); all D hosts are one instance with one API server per device on
+  consecutive ports; the C host runs the front door on ``proxy_port + node_rank``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ._planner import DEFAULTS
+
+GROUPS = ("prefill", "decode", "proxy", "P", "D", "C")
+# KV connectors the collection knows how to launch: role of the prefill side, of the decode side
+KV_CONNECTORS = {
+    "NixlConnector": ("kv_both", "kv_both"),
+    "MooncakeConnector": ("kv_producer", "kv_consumer"),
+    "LMCacheConnectorV1": ("kv_producer", "kv_consumer"),
+    "MultiConnector": ("kv_both", "kv_both"),
+    "ExampleConnector": ("kv_both", "kv_both"),
+    "P2pNcclConnector": ("kv_producer", "kv_consumer"),
+    "AscendHcclConnectorV1": ("kv_producer", "kv_consumer"),
+    "MooncakeConnectorV1": ("kv_producer", "kv_consumer"),
+}
+NIXL_LIKE = ("NixlConnector", "MultiConnector")
+DEVICE_ENV = {"nvidia": "CUDA_VISIBLE_DEVICES", "ascend_a2": "ASCEND_RT_VISIBLE_DEVICES",
+              "ascend_a3": "ASCEND_RT_VISIBLE_DEVICES"}
+DEFAULTS.update({
+    "llmserve_kv_connector": "NixlConnector",
+    "llmserve_vllm_port": 8000,
+    "llmserve_vllm_dp_rpc_port": 13345,
+    "llmserve_nixl_side_channel_port": 5600,
+    "llmserve_proxy_port": 10001,
+    "llmserve_proxy_metrics_port": 29000,
+    "llmserve_tensor_parallel_size": 1,
+    "llmserve_pipeline_parallel_size": 1,
+    "llmserve_vllm_extra_args": [],
+    "llmserve_vllm_env": {},
+})
+
+
+class Instance:
+    """One serving engine: one or more hosts that together hold its devices."""
+
+    def __init__(self, name, kind, hosts):
+        self.name, self.kind, self.hosts = name, kind, hosts
+        self.devices = {}       # host -> [device ids]
+        self.tp = self.pp = 1
+        self.members = []       # one entry per host, in rank order
+
+    @property
+    def master(self):
+        return self.hosts[0]
+
+    @property
+    def side(self):
+        return "prefill" if self.kind == "vllm_prefill" else "decode"
+
+
+# ---------------------------------------------------------------- inventory shapes
+
+def _native_instances(inv):
+    instances = []
+    for role, kind in (("prefill", "vllm_prefill"), ("decode", "vllm_decode")):
+        members = {}
+        for host in inv.groups.get(role, []):
+            members.setdefault("%s-%s" % (role, inv.get(host, "llmserve_instance") or host), []).append(host)
+        for name, hosts in members.items():
+            inst = Instance(name, kind, hosts)
+            for host in hosts:
+                inst.devices[host] = inv.devices(host, "llmserve_devices")
+            inst.tp = inv.integer(inst.master, "llmserve_tensor_parallel_size", 1)
+            inst.pp = inv.integer(inst.master, "llmserve_pipeline_parallel_size", 1)
+            instances.append(inst)
+    return instances
+
+
+def _omni_instances(inv):
+    by_master = {}
+    for host in inv.groups.get("P", []):
+        by_master.setdefault(str(inv.get(host, "host_ip") or inv.address(host)), []).append(host)
+    groups = [("vllm_prefill", ip, hosts) for ip, hosts in by_master.items()]
+    if inv.groups.get("D"):
+        hosts = list(inv.groups["D"])
+        groups.append(("vllm_decode", str(inv.get(hosts[0], "host_ip") or inv.address(hosts[0])), hosts))
+    instances = []
+    for kind, master_ip, hosts in groups:
+        hosts = sorted(hosts, key=lambda h: inv.address(h) != master_ip)   # the host at host_ip leads
+        if kind == "vllm_prefill":
+            name = "prefill-%s" % inv.get(hosts[0], "kv_rank", len(instances))
+        else:
+            name = "decode-0"
+        inst = Instance(name, kind, hosts)
+        for host in hosts:
+            inst.devices[host] = inv.devices(host, "ascend_rt_visible_devices")
+        # a multi-node P is one TP group over all its devices; D runs TP 1, one rank per device
+        inst.tp = sum(len(d) for d in inst.devices.values()) if kind == "vllm_prefill" else 1
+        instances.append(inst)
+    return instances
+
+
+# ---------------------------------------------------------------- checks
+
+def _check(inv, instances, door_group):
+    kinds = {i.kind for i in instances}
+    want = {"vllm_prefill": "decode", "vllm_decode": "prefill"}
+    for kind, other in want.items():
+        if kind in kinds and not (kinds - {kind}):
+            group = other if door_group == "proxy" else other[0].upper()
+            inv.problem(None, group, "%s instances are defined but no %s host; add hosts to the %s group"
+                        % (kind.split("_")[1], other, group))
+    owner = {}
+    var = "llmserve_devices" if door_group == "proxy" else "ascend_rt_visible_devices"
+    for inst in instances:
+        for host, devs in inst.devices.items():
+            for dev in devs:
+                first = owner.setdefault((host, dev), inst.name)
+                if first != inst.name:
+                    inv.problem(host, var, "device %d is given to both %s and %s" % (dev, first, inst.name))
+        group = inst.tp * inst.pp
+        for host, devs in inst.devices.items():
+            if devs and len(devs) % group:
+                inv.problem(host, "llmserve_tensor_parallel_size",
+                            "%s: %d devices on this host cannot be split into groups of TP %d x PP %d"
+                            % (inst.name, len(devs), inst.tp, inst.pp))
+    if not instances:
+        return
+    lead = instances[0].master
+    inv.required(lead, "llmserve_model", "model path or name the engines serve")
+    inv.required(lead, "llmserve_image", "engine image, e.g. registry:5000/llmserve/vllm-cpu:0.32.0")
+    connector = inv.get(lead, "llmserve_kv_connector")
+    if connector not in KV_CONNECTORS:
+        inv.problem(lead, "llmserve_kv_connector", "%r is not a KV connector llmserve knows (%s)"
+                    % (connector, ", ".join(sorted(KV_CONNECTORS))))
+    if connector == "ExampleConnector" and not inv.get(lead, "llmserve_kv_shared_path"):
+        inv.problem(lead, "llmserve_kv_shared_path", "ExampleConnector needs a directory that the prefill and "
+                    "decode hosts share (e.g. an NFS mount)")
+
+
+# ---------------------------------------------------------------- ports
+
+def _native_ports(inv, ports, instances):
+    """Ports depend only on the instances on the same host, so adding hosts moves no port."""
+    slots = {}
+    for inst in sorted(instances, key=lambda i: i.name):
+        connector = inv.get(inst.master, "llmserve_kv_connector")
+        for host in inst.hosts:
+            slot = slots.setdefault(host, {"api": 0, "rpc": 0, "nixl": 0})
+            local_dp = len(inst.devices[host]) // (inst.tp * inst.pp)
+            member = dict(host=host, address=inv.address(host), headless=host != inst.master, local_dp=local_dp)
+            if host == inst.master:
+                member["port"] = ports.claim(host, inv.integer(host, "llmserve_vllm_port", 1) + slot["api"],
+                                             "vllm-api", inst.name, "llmserve_vllm_port")
+                slot["api"] += 1
+                if len(inst.hosts) > 1:
+                    member["dp_rpc_port"] = ports.claim(
+                        host, inv.integer(host, "llmserve_vllm_dp_rpc_port", 1) + slot["rpc"], "vllm-dp-rpc",
+                        inst.name, "llmserve_vllm_dp_rpc_port")
+                    slot["rpc"] += 1
+            if connector in NIXL_LIKE:
+                base = inv.integer(host, "llmserve_nixl_side_channel_port", 1) + slot["nixl"]
+                member["nixl_side_channel_port"] = base
+                for rank in range(local_dp):
+                    ports.claim(host, base + rank, "nixl-side-channel", inst.name, "llmserve_nixl_side_channel_port")
+                slot["nixl"] += local_dp
+            inst.members.append(member)
+
+
+def _omni_ports(inv, ports, instances):
+    """omni-infer's formulas: P node_port = global_port_base + port_offset.P + kv_rank and api_port =
+    base_api_port + port_offset.P + kv_rank; D node_port = global_port_base + port_offset.D and
+    api_port = base_api_port + port_offset.D + node_rank, one API server per device from there."""
+    for inst in instances:
+        role = "P" if inst.kind == "vllm_prefill" else "D"
+        for host in inst.hosts:
+            offset = int((inv.get(host, "port_offset") or {}).get(role, 0))
+            rank = inv.integer(host, "kv_rank" if role == "P" else "node_rank", 0, default=0)
+            # the inventory's own node_port/api_port (omni-infer writes the formulas there) win
+            if inv.get(host, "node_port") is not None:
+                node_port = inv.integer(host, "node_port", 1)
+            else:
+                node_port = inv.integer(host, "global_port_base", 1) + offset + (rank if role == "P" else 0)
+            if inv.get(host, "api_port") is not None:
+                api_port = inv.integer(host, "api_port", 1)
+            else:
+                api_port = inv.integer(host, "base_api_port", 1) + offset + rank
+            devices = inst.devices[host]
+            member = dict(host=host, address=inv.address(host), headless=host != inst.master,
+                          local_dp=len(devices) if role == "D" else (1 if host == inst.master else 0))
+            if host == inst.master:
+                member["dp_rpc_port"] = ports.claim(host, node_port, "vllm-dp-rpc", inst.name, "node_port")
+            if role == "D":
+                member["api_ports"] = [ports.claim(host, api_port + i, "vllm-api", inst.name, "api_port")
+                                       for i in range(len(devices))]
+                member["port"] = api_port
+            elif host == inst.master:
+                member["port"] = ports.claim(host, api_port, "vllm-api", inst.name, "api_port")
+            inst.members.append(member)
+
+
+# ---------------------------------------------------------------- processes
+
+def _kv_config(inv, inst):
+    connector = inv.get(inst.master, "llmserve_kv_connector")
+    prefill_role, decode_role = KV_CONNECTORS.get(connector, ("kv_both", "kv_both"))
+    config = dict(kv_connector=connector, kv_role=prefill_role if inst.side == "prefill" else decode_role)
+    if connector == "ExampleConnector":
+        config["kv_connector_extra_config"] = dict(shared_storage_path=inv.get(inst.master, "llmserve_kv_shared_path"))
+    extra = inv.get(inst.master, "llmserve_kv_extra_config")
+    if extra:
+        config.setdefault("kv_connector_extra_config", {}).update(extra)
+    return config
+
+
+def _processes(inv, inst):
+    """argv, env and container of each member: the roles render these, they compute nothing."""
+    model = inv.get(inst.master, "llmserve_model")
+    served = inv.get(inst.master, "llmserve_served_model_name")
+    dp = sum(m["local_dp"] for m in inst.members)
+    master = inst.members[0]
+    kv = json.dumps(_kv_config(inv, inst), sort_keys=True, separators=(",", ":"))
+    start = 0
+    for member in inst.members:
+        host = member["host"]
+        argv = ["vllm", "serve", str(model)]
+        if served:
+            argv += ["--served-model-name", str(served)]
+        if not member["headless"]:
+            argv += ["--host", member["address"], "--port", str(member["port"])]
+        argv += ["--tensor-parallel-size", str(inst.tp), "--pipeline-parallel-size", str(inst.pp)]
+        if dp > 1 or len(inst.members) > 1:
+            argv += ["--data-parallel-size", str(dp)]
+        if len(inst.members) > 1:
+            argv += ["--data-parallel-size-local", str(member["local_dp"]),
+                     "--data-parallel-address", master["address"],
+                     "--data-parallel-rpc-port", str(master["dp_rpc_port"])]
+            if member["headless"]:
+                argv += ["--headless", "--data-parallel-start-rank", str(start)]
+        argv += ["--kv-transfer-config", kv]
+        argv += [str(a) for a in inv.get(inst.master, "llmserve_vllm_extra_args") or []]
+        env = {"VLLM_HOST_IP": member["address"]}
+        device_var = DEVICE_ENV.get(inv.get(host, "llmserve_accelerator"))
+        if device_var and inst.devices[host]:
+            env[device_var] = ",".join(str(d) for d in inst.devices[host])
+        if "nixl_side_channel_port" in member:
+            env["VLLM_NIXL_SIDE_CHANNEL_HOST"] = member["address"]
+            env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(member["nixl_side_channel_port"])
+        env.update({str(k): str(v) for k, v in (inv.get(inst.master, "llmserve_vllm_env") or {}).items()})
+        member.update(container="llmserve-%s" % inst.name, image=inv.get(inst.master, "llmserve_image"),
+                      argv=argv, env=env, devices=inst.devices[host], dp_start_rank=start)
+        start += member["local_dp"]
+
+
+def _entry(inst):
+    endpoints = ["http://%s:%d" % (m["address"], p) for m in inst.members
+                 for p in (m.get("api_ports") or ([m["port"]] if "port" in m else []))]
+    return dict(name=inst.name, kind=inst.kind, hosts=list(inst.hosts), master=inst.master,
+                tensor_parallel_size=inst.tp, pipeline_parallel_size=inst.pp,
+                data_parallel_size=sum(m["local_dp"] for m in inst.members),
+                members=inst.members, endpoints=endpoints)
+
+
+def _front_door(inv, ports, entries, group):
+    proxies = inv.groups.get(group, [])
+    if len(proxies) != 1:
+        inv.problem(None, group, "needs exactly one front-door host, has %d" % len(proxies))
+        return None
+    host = proxies[0]
+    if group == "proxy":
+        port = ports.claim(host, inv.integer(host, "llmserve_proxy_port", 1), "front-door", "front-door",
+                           "llmserve_proxy_port")
+    else:
+        if inv.get(host, "node_port") is not None:
+            port = inv.integer(host, "node_port", 1)
+        else:
+            port = inv.integer(host, "proxy_port", 1) + inv.integer(host, "node_rank", 0, default=0)
+        ports.claim(host, port, "front-door", "front-door", "proxy_port")
+    backends = {"prefill": [], "decode": []}
+    for entry in entries:
+        backends["prefill" if entry["kind"] == "vllm_prefill" else "decode"].extend(entry["endpoints"])
+    door = dict(kind="vllm-router", host=host, url="http://%s:%d" % (inv.address(host), port), backends=backends)
+    if group == "proxy":
+        door["metrics_port"] = ports.claim(host, inv.integer(host, "llmserve_proxy_metrics_port", 1),
+                                           "front-door-metrics", "front-door", "llmserve_proxy_metrics_port")
+    return door
+
+
+def plan(inv, ports):
+    omni = any(inv.groups.get(g) for g in ("P", "D", "C"))
+    door_group = "C" if omni else "proxy"
+    instances = _omni_instances(inv) if omni else _native_instances(inv)
+    _check(inv, instances, door_group)
+    (_omni_ports if omni else _native_ports)(inv, ports, instances)
+    if not inv.problems:
+        for inst in instances:
+            _processes(inv, inst)
+    entries = [_entry(i) for i in instances]
+    return dict(instances=entries, front_door=_front_door(inv, ports, entries, door_group) if entries else None)
