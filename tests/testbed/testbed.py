@@ -189,17 +189,22 @@ def ensure_network():
                "--label", LABEL, NETWORK, quiet=True)
 
 
-def running(name):
-    res = docker("inspect", "-f", "{{.State.Running}}", name, check=False, quiet=True)
-    return res.returncode == 0 and res.stdout.strip() == "true"
+STATE_LABEL = "io.llmserve.testbed.state"
+
+
+def running_for_this_state(name):
+    """Running, and made from this state directory (another checkout's bed has other keys)."""
+    res = docker("inspect", "-f", '{{.State.Running}} {{index .Config.Labels "%s"}}' % STATE_LABEL, name,
+                 check=False, quiet=True)
+    return res.returncode == 0 and res.stdout.split() == ["true", str(STATE)]
 
 
 def ensure_container(name, argv):
-    if running(name):
+    if running_for_this_state(name):
         return
     if exists("container", name):
         docker("rm", "-f", name, quiet=True)
-    docker("run", "-d", "--name", name, "--label", LABEL, *argv, quiet=True)
+    docker("run", "-d", "--name", name, "--label", LABEL, "--label", f"{STATE_LABEL}={STATE}", *argv, quiet=True)
 
 
 def ensure_registry():
