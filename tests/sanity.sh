@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # outside this checkout: inside it, ansible-test would list files with git, which ignores build output
-root=${TMPDIR:-/tmp}/llmserve-sanity
-rm -rf "$root" && mkdir -p "$root"
+root=$(mktemp -d "${TMPDIR:-/tmp}/llmserve-sanity.XXXXXX")
+trap 'rm -rf "$root"' EXIT
 quietly() { local out; out=$("$@" 2>&1) || { echo "$out" >&2; return 1; }; }
 quietly ansible-galaxy collection build --force --output-path "$root" .
 tarball=$(ls "$root"/llmserve-cluster-*.tar.gz)

@@ -10,7 +10,7 @@ from ansible.module_utils.common.text.converters import to_bytes
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.llmserve.cluster.plugins.plugin_utils._planner import (
-    PlanError, build_plan, format_numbers, wanted_variable)
+    SECRET_PLACEHOLDER, PlanError, build_plan, format_numbers, is_secret_name, wanted_variable)
 
 
 class ActionModule(ActionBase):
@@ -25,7 +25,8 @@ class ActionModule(ActionBase):
         wanted = {}
         for host in sorted({h for hosts in groups.values() for h in hosts}):
             hv = hostvars[host]
-            wanted[host] = {k: hv[k] for k in hv if wanted_variable(k)}
+            # secrets are passed as "set", untemplated: planning needs no vault password
+            wanted[host] = {k: SECRET_PLACEHOLDER if is_secret_name(k) else hv[k] for k in hv if wanted_variable(k)}
         try:
             plan = build_plan(groups, wanted)
         except PlanError as exc:
@@ -49,13 +50,15 @@ class ActionModule(ActionBase):
 
 
 def summary(plan):
+    """One line per instance member (its listeners, as the plan's hosts list them) and front door."""
     lines = []
     for inst in plan["instances"]:
         for m in inst["members"]:
-            ports = m.get("api_ports") or ([m["port"]] if "port" in m else [])
-            lines.append("%s %s on %s (%s) devices %s ranks %d+%d ports %s" % (
-                inst["name"], inst["kind"], m["host"], m["address"], format_numbers(m.get("devices", [])) or "-",
-                m.get("dp_start_rank", 0), m.get("local_dp", 0), format_numbers(ports) or "none (headless)"))
+            ports = [lis["port"] for lis in plan["hosts"][m["host"]]["listeners"] if lis["instance"] == inst["name"]]
+            ranks = " ranks %d+%d" % (m["dp_start_rank"], m["local_dp"]) if "local_dp" in m else ""
+            lines.append("%s %s on %s (%s) devices %s%s ports %s" % (
+                inst["name"], inst["kind"], m["host"], m["address"], format_numbers(m.get("devices") or []) or "-",
+                ranks, format_numbers(ports) or "none"))
     for door in plan.get("front_doors", []):
         lines.append("front door %s on %s at %s: %s" % (door["kind"], door["host"], door["url"], ", ".join(
             "%d %s" % (len(urls), side) for side, urls in sorted(door["backends"].items()))))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 
-from ._planner import DEFAULTS
+from ._planner import DEFAULTS, DEVICE_ENV
 
 GROUPS = ("prefill", "decode", "proxy", "P", "D", "C")
 # KV connectors the collection knows how to launch: role of the prefill side, of the decode side
@@ -30,8 +30,6 @@ KV_CONNECTORS = {
     "MooncakeConnectorV1": ("kv_producer", "kv_consumer"),
 }
 NIXL_LIKE = ("NixlConnector", "MultiConnector")
-DEVICE_ENV = {"nvidia": "CUDA_VISIBLE_DEVICES", "ascend_a2": "ASCEND_RT_VISIBLE_DEVICES",
-              "ascend_a3": "ASCEND_RT_VISIBLE_DEVICES"}
 DEFAULTS.update({
     "llmserve_kv_connector": "NixlConnector",
     "llmserve_vllm_port": 8000,
@@ -52,6 +50,8 @@ class Instance:
     def __init__(self, name, kind, hosts):
         self.name, self.kind, self.hosts = name, kind, hosts
         self.devices = {}       # host -> [device ids]
+        self.device_var = {}    # host -> the variable its devices came from, for messages
+        self.tp_spans_hosts = False   # omni-infer's multi-node P: one TP group over every host's devices
         self.tp = self.pp = 1
         self.members = []       # one entry per host, in rank order
 
@@ -75,7 +75,10 @@ def _native_instances(inv):
         for name, hosts in members.items():
             inst = Instance(name, kind, hosts)
             for host in hosts:
-                inst.devices[host] = inv.devices(host, "llmserve_devices")
+                # a host in both groups gives each instance its own devices with llmserve_<role>_devices
+                var = "llmserve_%s_devices" % role
+                inst.device_var[host] = var if inv.get(host, var) is not None else "llmserve_devices"
+                inst.devices[host] = inv.devices(host, inst.device_var[host])
             inst.tp = inv.integer(inst.master, "llmserve_tensor_parallel_size", 1)
             inst.pp = inv.integer(inst.master, "llmserve_pipeline_parallel_size", 1)
             instances.append(inst)
@@ -95,13 +98,19 @@ def _omni_instances(inv):
         hosts = sorted(hosts, key=lambda h: inv.address(h) != master_ip)   # the host at host_ip leads
         if kind == "vllm_prefill":
             name = "prefill-%s" % inv.get(hosts[0], "kv_rank", len(instances))
+            same = [i for i in instances if i.name == name]
+            if same:   # kv_rank is the P instance's KV engine id: two instances cannot share it
+                inv.problem(hosts[0], "kv_rank", "%s is also the kv_rank of %s, another prefill instance; give "
+                            "each prefill instance its own kv_rank" % (name[len("prefill-"):], same[0].master))
         else:
             name = "decode-0"
         inst = Instance(name, kind, hosts)
         for host in hosts:
+            inst.device_var[host] = "ascend_rt_visible_devices"
             inst.devices[host] = inv.devices(host, "ascend_rt_visible_devices")
         # a multi-node P is one TP group over all its devices; D runs TP 1, one rank per device
         inst.tp = sum(len(d) for d in inst.devices.values()) if kind == "vllm_prefill" else 1
+        inst.tp_spans_hosts = kind == "vllm_prefill"
         instances.append(inst)
     return instances
 
@@ -117,31 +126,50 @@ def _check(inv, instances, door_group):
             inv.problem(None, group, "%s instances are defined but no %s host; add hosts to the %s group"
                         % (kind.split("_")[1], other, group))
     owner = {}
-    var = "llmserve_devices" if door_group == "proxy" else "ascend_rt_visible_devices"
     for inst in instances:
         for host, devs in inst.devices.items():
             for dev in devs:
                 first = owner.setdefault((host, dev), inst.name)
                 if first != inst.name:
-                    inv.problem(host, var, "device %d is given to both %s and %s" % (dev, first, inst.name))
+                    hint = "" if door_group != "proxy" else \
+                        " (llmserve_prefill_devices, llmserve_decode_devices on a host in both groups)"
+                    inv.problem(host, inst.device_var[host], "device %d is given to both %s and %s; give each "
+                                "instance its own devices%s" % (dev, first, inst.name, hint))
         group = inst.tp * inst.pp
         for host, devs in inst.devices.items():
-            if devs and len(devs) % group:
+            if devs and len(devs) % group and not inst.tp_spans_hosts:
                 inv.problem(host, "llmserve_tensor_parallel_size",
-                            "%s: %d devices on this host cannot be split into groups of TP %d x PP %d"
-                            % (inst.name, len(devs), inst.tp, inst.pp))
+                            "%s: %d devices on this host cannot be split into groups of TP %d x PP %d; "
+                            "give a multiple of %d devices or change the sizes"
+                            % (inst.name, len(devs), inst.tp, inst.pp, group))
     if not instances:
         return
     lead = instances[0].master
     inv.required(lead, "llmserve_model", "model path or name the engines serve")
     inv.required(lead, "llmserve_image", "engine image, e.g. registry:5000/llmserve/vllm-cpu:0.32.0")
-    connector = inv.get(lead, "llmserve_kv_connector")
-    if connector not in KV_CONNECTORS:
-        inv.problem(lead, "llmserve_kv_connector", "%r is not a KV connector llmserve knows (%s)"
-                    % (connector, ", ".join(sorted(KV_CONNECTORS))))
-    if connector == "ExampleConnector" and not inv.get(lead, "llmserve_kv_shared_path"):
-        inv.problem(lead, "llmserve_kv_shared_path", "ExampleConnector needs a directory that the prefill and "
-                    "decode hosts share (e.g. an NFS mount)")
+    # each instance reads these from its own master; a mistake shared by many is reported once
+    reported = set()
+
+    def once(host, variable, value, message):
+        if (variable, repr(value)) not in reported:
+            reported.add((variable, repr(value)))
+            inv.problem(host, variable, message)
+
+    for inst in instances:
+        connector = inv.get(inst.master, "llmserve_kv_connector")
+        if connector not in KV_CONNECTORS:
+            once(inst.master, "llmserve_kv_connector", connector, "%r is not a KV connector llmserve knows (%s)"
+                 % (connector, ", ".join(sorted(KV_CONNECTORS))))
+        if connector == "ExampleConnector" and not inv.get(inst.master, "llmserve_kv_shared_path"):
+            once(inst.master, "llmserve_kv_shared_path", None, "ExampleConnector needs a directory that the "
+                 "prefill and decode hosts share (e.g. an NFS mount)")
+        for name, kind, example in (("llmserve_vllm_extra_args", list, "[--enforce-eager]"),
+                                    ("llmserve_vllm_env", dict, "{VLLM_LOGGING_LEVEL: DEBUG}"),
+                                    ("llmserve_kv_extra_config", dict, "{backends: [UCX]}")):
+            value = inv.get(inst.master, name)
+            if value and not isinstance(value, kind):
+                once(inst.master, name, value, "must be a %s, e.g. %s, got %r" % (
+                    "list" if kind is list else "mapping", example, value))
 
 
 # ---------------------------------------------------------------- ports
@@ -180,7 +208,13 @@ def _omni_ports(inv, ports, instances):
     for inst in instances:
         role = "P" if inst.kind == "vllm_prefill" else "D"
         for host in inst.hosts:
-            offset = int((inv.get(host, "port_offset") or {}).get(role, 0))
+            offsets = inv.get(host, "port_offset") or {}
+            try:
+                offset = int(offsets.get(role, 0))
+            except (AttributeError, TypeError, ValueError):
+                inv.problem(host, "port_offset", "must map P and D to whole numbers, e.g. {P: 0, D: 100}, got %r"
+                            % (offsets,))
+                offset = 0
             rank = inv.integer(host, "kv_rank" if role == "P" else "node_rank", 0, default=0)
             # the inventory's own node_port/api_port (omni-infer writes the formulas there) win
             if inv.get(host, "node_port") is not None:
@@ -251,7 +285,8 @@ def _processes(inv, inst):
             env[device_var] = ",".join(str(d) for d in inst.devices[host])
         if "nixl_side_channel_port" in member:
             env["VLLM_NIXL_SIDE_CHANNEL_HOST"] = member["address"]
-            env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(member["nixl_side_channel_port"])
+            # vLLM adds the global DP rank (data_parallel_index): start below by this member's first rank
+            env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(member["nixl_side_channel_port"] - start)
         env.update({str(k): str(v) for k, v in (inv.get(inst.master, "llmserve_vllm_env") or {}).items()})
         member.update(container="llmserve-%s" % inst.name, image=inv.get(inst.master, "llmserve_image"),
                       argv=argv, env=env, devices=inst.devices[host], dp_start_rank=start)
@@ -270,7 +305,8 @@ def _entry(inst):
 def _front_door(inv, ports, entries, group):
     proxies = inv.groups.get(group, [])
     if len(proxies) != 1:
-        inv.problem(None, group, "needs exactly one front-door host, has %d" % len(proxies))
+        inv.problem(None, group, "needs exactly one front-door host, has %d; put one host in the %s group"
+                    % (len(proxies), group))
         return None
     host = proxies[0]
     if group == "proxy":

@@ -16,6 +16,9 @@ import re
 
 PLAN_VERSION = 1
 ACCELERATORS = ("nvidia", "ascend_a2", "ascend_a3", "cpu")
+# the variable that tells an engine which devices are its own, per accelerator (none on CPU)
+DEVICE_ENV = {"nvidia": "CUDA_VISIBLE_DEVICES", "ascend_a2": "ASCEND_RT_VISIBLE_DEVICES",
+              "ascend_a3": "ASCEND_RT_VISIBLE_DEVICES"}
 # defaults of the variables every system reads; system modules add their own to DEFAULTS
 DEFAULTS = {
     "llmserve_accelerator": "nvidia",
@@ -74,10 +77,10 @@ def parse_devices(text):
                              "no spaces)" % item)
         first, last = int(match.group(1)), int(match.group(2) or match.group(1))
         if last < first:
-            raise ValueError("range %r runs backwards" % item)
+            raise ValueError("range %r runs backwards; write the lower number first" % item)
         devices.extend(range(first, last + 1))
     if len(set(devices)) != len(devices):
-        raise ValueError("%r names a device twice" % (text,))
+        raise ValueError("%r names a device twice; list each device once" % (text,))
     return devices
 
 
@@ -133,6 +136,8 @@ class Inventory:
     def integer(self, host, name, minimum=0, default=None):
         value = self.get(host, name, default)
         try:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)   # int() would silently drop the fraction
             number = int(value)
         except (TypeError, ValueError):
             self.problem(host, name, "must be a whole number, got %r" % (value,))
@@ -172,8 +177,17 @@ OMNI_VARIABLES = frozenset(("ansible_host", "host_ip", "node_rank", "kv_rank", "
                             "ascend_rt_visible_devices", "role"))
 
 
+SECRET_SUFFIXES = ("_password", "_token", "_secret_key", "_api_key", "_database_url", "_jwt_secret")
+# what the plan sees of a secret: that it is set, never its value (plans need no vault password)
+SECRET_PLACEHOLDER = "<set>"
+
+
 def wanted_variable(name):
     return name.startswith("llmserve_") or name in OMNI_VARIABLES
+
+
+def is_secret_name(name):
+    return name.endswith(SECRET_SUFFIXES)
 
 
 def _systems():
@@ -194,15 +208,24 @@ def build_plan(groups, hostvars):
     inv = Inventory(groups, hostvars)
     ports = Ports(inv.problems, inv.address)
     for host in sorted(inv.hostvars):
-        for port in inv.get(host, "llmserve_reserved_ports") or []:
-            ports.reserve(host, int(port), "llmserve_reserved_ports")
+        reserved = inv.get(host, "llmserve_reserved_ports") or []
+        if not isinstance(reserved, (list, tuple)):
+            inv.problem(host, "llmserve_reserved_ports", "must be a list of ports, e.g. [8000, 8001], got %r"
+                        % (reserved,))
+            reserved = []
+        for port in reserved:
+            try:
+                ports.reserve(host, int(port), "llmserve_reserved_ports")
+            except (TypeError, ValueError):
+                inv.problem(host, "llmserve_reserved_ports", "%r is not a port number; list whole numbers, "
+                            "e.g. [8000, 8001]" % (port,))
     instances, doors = [], []
-    for system in _systems():
-        if any(inv.groups.get(g) for g in system.GROUPS):
-            part = system.plan(inv, ports)
-            instances.extend(part["instances"])
-            doors.extend([part["front_door"]] if part.get("front_door") else [])
-    if not instances:
+    ran = [s for s in _systems() if any(inv.groups.get(g) for g in s.GROUPS)]
+    for system in ran:
+        part = system.plan(inv, ports)
+        instances.extend(part["instances"])
+        doors.extend([part["front_door"]] if part.get("front_door") else [])
+    if not ran:
         inv.problem(None, "groups", "no group of a known system has hosts (e.g. prefill and decode, "
                     "or omni-infer's P, D and C)")
     engine_hosts = {h for i in instances for h in i["hosts"]}

@@ -1,0 +1,334 @@
+# Copyright: llmserve.cluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A GPUStack v2 cluster (Docker only): one or more servers, workers, optionally a database and a load balancer.
+
+Inventory model
+- group ``gpustack_server``: one or more hosts, each a ``gpustack/gpustack`` container (host
+  networking, the image's entrypoint kept: ``argv`` are the arguments of ``gpustack start``) with
+  its data in ``llmserve_gpustack_data_dir`` (/var/lib/gpustack, mounted at the same path).
+  One server keeps its embedded PostgreSQL unless a database is given.
+- group ``gpustack_worker``: hosts that run a privileged worker container with the Docker socket
+  (it starts the inference containers beside itself), ``--runtime nvidia`` on NVIDIA hosts, data
+  in ``llmserve_gpustack_worker_data_dir`` (/var/lib/gpustack-worker). A host may also be a server:
+  two containers.
+- group ``gpustack_database`` (optional, at most one host): a PostgreSQL container the servers
+  share (``llmserve_gpustack_database_image`` postgres:17, ``_port`` 5432, ``_name`` and ``_user``
+  gpustack, password in the vaulted ``llmserve_gpustack_database_password``). Instead, an existing
+  PostgreSQL or MySQL can be given as the vaulted ``llmserve_gpustack_database_url``
+  (postgresql://... or mysql://...); not both.
+- group ``gpustack_lb`` (optional, at most one host): a load balancer (``llmserve_gpustack_lb_image``
+  haproxy:3.0 on ``llmserve_gpustack_lb_port`` 80) in front of the servers, checking ``/readyz``;
+  workers register through it. An existing load balancer or VIP is given as
+  ``llmserve_gpustack_server_url`` instead.
+
+High availability, as far as released GPUStack goes: several servers are stateless peers over one
+external database behind one load balancer, sharing the registration token
+(``llmserve_gpustack_token``), the JWT key (``llmserve_gpustack_jwt_secret_key``) and the admin
+bootstrap password (``llmserve_gpustack_bootstrap_password``), each with its own
+``GPUSTACK_SERVER_ID`` (``llmserve_gpustack_server_id``, default the inventory name). Open-source
+GPUStack ships only a single-node coordinator: only a coordinator plugin (an extension such as the
+enterprise edition's) elects one leader to run the scheduler and controllers. So several servers
+also need ``llmserve_gpustack_distributed_coordinator: true``, an assertion that the image carries
+one. ``server_urls``, ``scheduling_mode``, ``coordinator_url``, ``distributed_scheduling`` and
+``schedule_lock_timeout`` come from an unmerged pull request (#4358), not from GPUStack: the plan
+refuses them in variables, extra arguments and environment.
+
+Variables (read on the first server unless said otherwise; defaults in DEFAULTS)
+- ``llmserve_gpustack_image`` (required, one for every member: upgrade servers then workers to
+  the same version), e.g. gpustack/gpustack:v2.3.0.
+- server ports: ``llmserve_gpustack_port`` (80, UI, API and the OpenAI API through the embedded
+  gateway), ``_api_port`` (30080), ``_proxy_port`` (30079), ``_metrics_port`` (10161),
+  ``_database_port`` (5432: the embedded PostgreSQL, or the gpustack_database host's),
+  ``_prometheus_port`` (19090) and ``_grafana_port`` (13000) unless
+  ``llmserve_gpustack_builtin_observability`` is false; the embedded gateway's fixed ports
+  (18443, 9876, 15010, 15012, 8888, 15051, 15000, 15021, 15090, 15020) are claimed too.
+- worker ports (per worker): ``llmserve_gpustack_worker_port`` (10150, serves /healthz),
+  ``_worker_metrics_port`` (10151), ``_service_ports`` ("40000-40063", inference) and
+  ``_ray_ports`` ("41000-41999", Ray for distributed vLLM), both ranges reserved.
+- secrets, by variable name only (keep them in ansible-vault): ``llmserve_gpustack_token`` (one
+  server may go without: the workers then get the token the server writes to
+  ``<data dir>/token``), ``llmserve_gpustack_jwt_secret_key``, ``llmserve_gpustack_bootstrap_password``,
+  ``llmserve_gpustack_database_url``, ``llmserve_gpustack_database_password``.
+- ``llmserve_gpustack_worker_name`` (per worker, default the inventory name),
+  ``llmserve_gpustack_server_extra_args``, ``llmserve_gpustack_worker_extra_args``,
+  ``llmserve_gpustack_env`` (every GPUStack container).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ._cluster_util import (boolean, claim_range, is_set, mapping, one_value, port, port_range, secret, single,
+                            strings, url)
+from ._planner import DEFAULTS, SECRET_PLACEHOLDER
+
+GROUPS = ("gpustack_server", "gpustack_worker", "gpustack_database", "gpustack_lb")
+DEFAULTS.update({
+    "llmserve_gpustack_port": 80,
+    "llmserve_gpustack_api_port": 30080,
+    "llmserve_gpustack_proxy_port": 30079,
+    "llmserve_gpustack_metrics_port": 10161,
+    "llmserve_gpustack_database_port": 5432,
+    "llmserve_gpustack_builtin_observability": True,
+    "llmserve_gpustack_prometheus_port": 19090,
+    "llmserve_gpustack_grafana_port": 13000,
+    "llmserve_gpustack_worker_port": 10150,
+    "llmserve_gpustack_worker_metrics_port": 10151,
+    "llmserve_gpustack_service_ports": "40000-40063",
+    "llmserve_gpustack_ray_ports": "41000-41999",
+    "llmserve_gpustack_data_dir": "/var/lib/gpustack",
+    "llmserve_gpustack_worker_data_dir": "/var/lib/gpustack-worker",
+    "llmserve_gpustack_database_image": "postgres:17",
+    "llmserve_gpustack_database_name": "gpustack",
+    "llmserve_gpustack_database_user": "gpustack",
+    "llmserve_gpustack_database_data_dir": "/var/lib/llmserve-gpustack-postgres",
+    "llmserve_gpustack_lb_image": "haproxy:3.0",
+    "llmserve_gpustack_lb_port": 80,
+    "llmserve_gpustack_distributed_coordinator": False,
+    "llmserve_gpustack_server_extra_args": [],
+    "llmserve_gpustack_worker_extra_args": [],
+    "llmserve_gpustack_env": {},
+})
+# the embedded gateway (Higress/Envoy) of every server listens on these fixed ports (gpustack/utils/s6_services.py)
+GATEWAY_PORTS = (18443, 9876, 15010, 15012, 8888, 15051, 15000, 15021, 15090, 15020)
+# keys of the unmerged multi-server PR #4358/#4379, not of released GPUStack
+UNRELEASED = ("server_urls", "scheduling_mode", "coordinator_url", "distributed_scheduling", "schedule_lock_timeout")
+UNRELEASED_WHY = ("comes from GPUStack's unmerged pull request #4358 (multi-server scheduling), not from a release; "
+                  "released HA is several servers over one external database behind a load balancer")
+
+
+def _unreleased(inv, hosts):
+    """Refuse the multi-server keys that only exist in an unmerged pull request (once each, on the first host)."""
+    found = {}
+    for host in hosts:
+        for key in UNRELEASED:
+            if is_set(inv, host, "llmserve_gpustack_" + key):
+                found.setdefault(("llmserve_gpustack_" + key, ""), host)
+        for name in ("llmserve_gpustack_server_extra_args", "llmserve_gpustack_worker_extra_args"):
+            for arg in strings(inv, host, name):
+                if arg.split("=")[0].lstrip("-").replace("-", "_") in UNRELEASED:
+                    found.setdefault((name, arg.split("=")[0] + " "), host)
+        for key in mapping(inv, host, "llmserve_gpustack_env"):
+            if key.upper().startswith("GPUSTACK_") and key[len("GPUSTACK_"):].lower() in UNRELEASED:
+                found.setdefault(("llmserve_gpustack_env", key + " "), host)
+    for (variable, what), host in found.items():
+        inv.problem(host, variable, what + UNRELEASED_WHY)
+
+
+def _database(inv, ports, lead, servers):
+    """Where the servers keep their state: None (embedded), an external URL, or the gpustack_database host."""
+    db_host = single(inv, "gpustack_database", "shared PostgreSQL", required=False)
+    has_url = is_set(inv, lead, "llmserve_gpustack_database_url")
+    if has_url and db_host:
+        inv.problem(db_host, "llmserve_gpustack_database_url", "is set and gpustack_database has a host; use one: the "
+                    "URL of an existing database, or the host for a PostgreSQL the collection runs")
+    if has_url:
+        value = inv.get(lead, "llmserve_gpustack_database_url")
+        # never echo the value: it holds a password. The plan action passes secrets as SECRET_PLACEHOLDER
+        # (set, not read), so the scheme is checked only where the value itself is at hand.
+        if isinstance(value, str) and value != SECRET_PLACEHOLDER and not value.startswith(("postgresql://", "mysql://")):
+            inv.problem(lead, "llmserve_gpustack_database_url", "must start with postgresql:// or mysql:// (GPUStack "
+                        "accepts no other database)")
+        return dict(kind="external", secret=secret("llmserve_gpustack_database_url", lead)), None
+    if not db_host:
+        if len(servers) > 1:
+            inv.problem(lead, "llmserve_gpustack_database_url", "%d gpustack_server hosts (HA) need one shared database, "
+                        "but each would keep its own embedded PostgreSQL; set llmserve_gpustack_database_url (vault) "
+                        "or add a gpustack_database host" % len(servers))
+        return None, None
+    if not is_set(inv, db_host, "llmserve_gpustack_database_password"):
+        inv.problem(db_host, "llmserve_gpustack_database_password", "is not set; give the password of the GPUStack "
+                    "database (ansible-vault encrypt_string)")
+    address = inv.address(db_host)
+    name, user = str(inv.get(db_host, "llmserve_gpustack_database_name")), str(inv.get(db_host, "llmserve_gpustack_database_user"))
+    number = port(inv, ports, db_host, "llmserve_gpustack_database_port", "postgresql", "gpustack-database")
+    data_dir = str(inv.get(db_host, "llmserve_gpustack_database_data_dir"))
+    member = dict(host=db_host, address=address, container="llmserve-gpustack-database",
+                  image=inv.get(db_host, "llmserve_gpustack_database_image"), network_mode="host",
+                  keep_image_entrypoint=True, port=number, data_dir=data_dir,
+                  volumes=["%s:/var/lib/postgresql/data" % data_dir],
+                  argv=["postgres", "-p", str(number), "-c", "listen_addresses=%s" % address],
+                  env={"POSTGRES_DB": name, "POSTGRES_USER": user},
+                  secret_env={"POSTGRES_PASSWORD": secret("llmserve_gpustack_database_password", db_host)},
+                  health=["tcp://%s:%d" % (address, number)],
+                  ready_command=["pg_isready", "-h", address, "-p", str(number), "-U", user, "-d", name])
+    fmt = "postgresql://%s:{}@%s:%d/%s" % (user, "[%s]" % address if ":" in address else address, number, name)
+    entry = dict(name="gpustack-database", kind="gpustack_database", hosts=[db_host], master=db_host,
+                 endpoints=["postgresql://%s:%d/%s" % (address, number, name)], members=[member], cluster="gpustack")
+    return dict(kind="gpustack_database", secret=secret("llmserve_gpustack_database_password", db_host, fmt)), entry
+
+
+def _ha(inv, lead, servers, public):
+    """Checks that only matter with several servers."""
+    if public is None:
+        inv.problem(None, "gpustack_lb", "%d gpustack_server hosts (HA) need one address for users and workers; add a "
+                    "gpustack_lb host, or set llmserve_gpustack_server_url to your own load balancer" % len(servers))
+    for variable, why in (("llmserve_gpustack_token", "the registration token every server accepts and every worker "
+                           "presents"),
+                          ("llmserve_gpustack_jwt_secret_key", "the JWT key, so a session signed by one server verifies "
+                           "on the others"),
+                          ("llmserve_gpustack_bootstrap_password", "the admin password every server bootstraps (otherwise "
+                           "it lands in initial_admin_password of whichever server starts first)")):
+        if not is_set(inv, lead, variable):
+            inv.problem(lead, variable, "is not set; %d servers (HA) must share %s: give it once for all of them "
+                        "(ansible-vault encrypt_string)" % (len(servers), why))
+    if not boolean(inv, lead, "llmserve_gpustack_distributed_coordinator"):
+        inv.problem(lead, "llmserve_gpustack_distributed_coordinator", "is false, but %d gpustack_server hosts need a "
+                    "coordinator plugin for leader election (open-source GPUStack ships only a single-node "
+                    "coordinator, so every server would run the scheduler); set it true once the image has one, or "
+                    "keep one server" % len(servers))
+    ids = {}
+    for host in servers:
+        server_id = str(inv.get(host, "llmserve_gpustack_server_id") or host)
+        if server_id in ids:
+            inv.problem(host, "llmserve_gpustack_server_id", "%r is also %s's; every server needs its own id"
+                        % (server_id, ids[server_id]))
+        ids.setdefault(server_id, host)
+
+
+def _front(inv, ports, lead, servers):
+    """The load balancer (a gpustack_lb host, or llmserve_gpustack_server_url) and the URL workers register at."""
+    lb = single(inv, "gpustack_lb", "load balancer in front of the GPUStack servers", required=False)
+    external = inv.get(lead, "llmserve_gpustack_server_url")
+    if lb and external:
+        inv.problem(lb, "llmserve_gpustack_server_url", "is set and gpustack_lb has a host; use one load balancer")
+    if external and not re.match(r"https?://", str(external)):
+        inv.problem(lead, "llmserve_gpustack_server_url", "must be an http:// or https:// URL, got %r" % (external,))
+    if lb:
+        number = port(inv, ports, lb, "llmserve_gpustack_lb_port", "gpustack-lb", "gpustack-lb")
+        return lb, url(inv.address(lb), number), number
+    if external:
+        return None, str(external).rstrip("/"), None
+    return None, None, None
+
+
+def _server(inv, ports, host, ctx):
+    address = inv.address(host)
+    inst = "gpustack-server"
+    data_dir = str(inv.get(host, "llmserve_gpustack_data_dir"))
+    member = dict(host=host, address=address, container="llmserve-gpustack-server", image=ctx["image"],
+                  network_mode="host", keep_image_entrypoint=True, data_dir=data_dir,
+                  volumes=["%s:%s" % (data_dir, data_dir)])
+    member["port"] = port(inv, ports, host, "llmserve_gpustack_port", "gpustack-http", inst)
+    member["api_port"] = port(inv, ports, host, "llmserve_gpustack_api_port", "gpustack-api", inst)
+    member["proxy_port"] = port(inv, ports, host, "llmserve_gpustack_proxy_port", "gpustack-proxy", inst)
+    member["metrics_port"] = port(inv, ports, host, "llmserve_gpustack_metrics_port", "gpustack-metrics", inst)
+    argv = ["--data-dir", data_dir, "--advertise-address", address, "--port", str(member["port"]),
+            "--api-port", str(member["api_port"]), "--proxy-port", str(member["proxy_port"]),
+            "--metrics-port", str(member["metrics_port"])]
+    if ctx["database"] is None:
+        member["database_port"] = port(inv, ports, host, "llmserve_gpustack_database_port", "gpustack-embedded-postgresql",
+                                       inst)
+        argv += ["--database-port", str(member["database_port"])]
+    if ctx["observability"]:
+        member["prometheus_port"] = port(inv, ports, host, "llmserve_gpustack_prometheus_port", "gpustack-prometheus", inst)
+        member["grafana_port"] = port(inv, ports, host, "llmserve_gpustack_grafana_port", "gpustack-grafana", inst)
+        argv += ["--builtin-prometheus-port", str(member["prometheus_port"]),
+                 "--builtin-grafana-port", str(member["grafana_port"])]
+    else:
+        argv += ["--disable-builtin-observability"]
+    for number in GATEWAY_PORTS:
+        ports.claim(host, number, "gpustack-gateway", inst, "gpustack_server")
+    if ctx["public"]:
+        argv += ["--server-external-url", ctx["public"]]
+    argv += strings(inv, host, "llmserve_gpustack_server_extra_args")
+    env = dict(ctx["env"], GPUSTACK_SERVER_ID=str(inv.get(host, "llmserve_gpustack_server_id") or host))
+    secret_env = {}
+    if ctx["database"]:
+        secret_env["GPUSTACK_DATABASE_URL"] = ctx["database"]["secret"]
+    for variable, name in (("llmserve_gpustack_token", "GPUSTACK_TOKEN"),
+                           ("llmserve_gpustack_jwt_secret_key", "GPUSTACK_JWT_SECRET_KEY"),
+                           ("llmserve_gpustack_bootstrap_password", "GPUSTACK_BOOTSTRAP_PASSWORD")):
+        if is_set(inv, ctx["lead"], variable):
+            secret_env[name] = secret(variable, ctx["lead"])
+    member.update(argv=argv, env=env, secret_env=secret_env,
+                  health=[url(address, member["port"], "/healthz"), url(address, member["port"], "/readyz")])
+    return member
+
+
+def _worker(inv, ports, host, ctx):
+    address = inv.address(host)
+    inst = "gpustack-worker"
+    data_dir = str(inv.get(host, "llmserve_gpustack_worker_data_dir"))
+    member = dict(host=host, address=address, container="llmserve-gpustack-worker", image=ctx["image"],
+                  network_mode="host", keep_image_entrypoint=True, privileged=True, data_dir=data_dir,
+                  runtime="nvidia" if inv.get(host, "llmserve_accelerator") == "nvidia" else None,
+                  volumes=["/var/run/docker.sock:/var/run/docker.sock", "%s:%s" % (data_dir, data_dir)])
+    member["worker_port"] = port(inv, ports, host, "llmserve_gpustack_worker_port", "gpustack-worker", inst)
+    member["metrics_port"] = port(inv, ports, host, "llmserve_gpustack_worker_metrics_port", "gpustack-worker-metrics", inst)
+    ranges, argv_ranges = [], []
+    for variable, service, flag in (("llmserve_gpustack_service_ports", "gpustack-inference", "--service-port-range"),
+                                    ("llmserve_gpustack_ray_ports", "gpustack-ray", "--ray-port-range")):
+        span = port_range(inv, host, variable)
+        claimed = claim_range(inv, ports, host, span, service, inst, variable)
+        if claimed:
+            ranges.append(claimed)
+        if span:
+            argv_ranges += [flag, "%d-%d" % span]
+    name = str(inv.get(host, "llmserve_gpustack_worker_name") or host)
+    argv = ["--data-dir", data_dir, "--server-url", ctx["server_url"], "--advertise-address", address,
+            "--worker-name", name, "--worker-port", str(member["worker_port"]),
+            "--worker-metrics-port", str(member["metrics_port"])] + argv_ranges
+    argv += strings(inv, host, "llmserve_gpustack_worker_extra_args")
+    # GPUStack starts inference containers with the worker container's mounts (its cloud-init does the same)
+    env = dict(ctx["env"], GPUSTACK_RUNTIME_DEPLOY_MIRRORED_NAME=member["container"])
+    if is_set(inv, ctx["lead"], "llmserve_gpustack_token"):
+        token = secret("llmserve_gpustack_token", ctx["lead"])
+    else:
+        token = dict(host=ctx["lead"], file="%s/token" % str(inv.get(ctx["lead"], "llmserve_gpustack_data_dir")).rstrip("/"))
+    member.update(argv=argv, env=env, secret_env={"GPUSTACK_TOKEN": token}, port_ranges=ranges, worker_name=name,
+                  health=[url(address, member["worker_port"], "/healthz")])
+    return member
+
+
+def plan(inv, ports):
+    servers = list(inv.groups.get("gpustack_server", []))
+    workers = list(inv.groups.get("gpustack_worker", []))
+    if not servers:
+        present = [g for g in GROUPS[1:] if inv.groups.get(g)]
+        inv.problem(None, "gpustack_server", "has no host, but %s %s; put the GPUStack server(s) in gpustack_server"
+                    % (" and ".join(present), "has hosts" if len(present) == 1 else "have hosts"))
+        return dict(instances=[], front_door=None)
+    lead = servers[0]
+    members = servers + [w for w in workers if w not in servers]
+    _unreleased(inv, members + [h for g in ("gpustack_database", "gpustack_lb") for h in inv.groups.get(g, [])])
+    image = inv.required(lead, "llmserve_gpustack_image", "GPUStack v2 image, e.g. gpustack/gpustack:v2.3.0")
+    one_value(inv, members, "llmserve_gpustack_image", lead, "run one GPUStack version everywhere (upgrade the "
+              "servers, then the workers to the same version)")
+    if image and re.search(r":v?0\.", str(image)):
+        inv.problem(lead, "llmserve_gpustack_image", "%r is GPUStack v0.x (pip/systemd, other flags and API); this plan "
+                    "runs GPUStack v2 containers" % (image,))
+    database, db_entry = _database(inv, ports, lead, servers)
+    lb, public, lb_port = _front(inv, ports, lead, servers)
+    if len(servers) > 1:
+        _ha(inv, lead, servers, public)
+    lead_address = inv.address(lead)
+    ctx = dict(image=image, lead=lead, database=database, public=public, env=mapping(inv, lead, "llmserve_gpustack_env"),
+               observability=boolean(inv, lead, "llmserve_gpustack_builtin_observability"))
+    server_members = [_server(inv, ports, h, ctx) for h in servers]
+    ctx["server_url"] = public or url(lead_address, server_members[0]["port"])
+    worker_members = [_worker(inv, ports, h, ctx) for h in workers]
+    endpoints = [url(m["address"], m["port"]) for m in server_members]
+    common = dict(cluster="gpustack", server_url=ctx["server_url"], high_availability=len(servers) > 1,
+                  database=(database or {"kind": "embedded"})["kind"])
+    instances = [dict(name="gpustack-server", kind="gpustack_server", hosts=servers, master=lead, endpoints=endpoints,
+                      members=server_members, ready=dict(url=ctx["server_url"] + "/readyz",
+                                                         workers_url=ctx["server_url"] + "/v2/workers",
+                                                         workers=[m["worker_name"] for m in worker_members]),
+                      **common)]
+    if worker_members:
+        instances.append(dict(name="gpustack-worker", kind="gpustack_worker", hosts=workers, master=workers[0],
+                              endpoints=[url(m["address"], m["worker_port"]) for m in worker_members],
+                              members=worker_members, **common))
+    if db_entry:
+        instances.insert(0, db_entry)
+    if lb:
+        door = dict(kind="gpustack-lb", host=lb, url=public, backends={"server": endpoints}, external_url=None,
+                    container="llmserve-gpustack-lb", image=inv.get(lb, "llmserve_gpustack_lb_image"), port=lb_port,
+                    network_mode="host", backend_health_path="/readyz", health=public + "/readyz")
+    else:
+        # one server is its own front door; with a load balancer outside the inventory, the plan's door is
+        # still the first server and external_url is where users and workers go
+        door = dict(kind="gpustack", host=lead, url=endpoints[0], backends={"server": endpoints},
+                    external_url=public, health=endpoints[0] + "/readyz")
+    return dict(instances=instances, front_door=door)

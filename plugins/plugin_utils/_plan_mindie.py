@@ -1,0 +1,491 @@
+# Copyright: llmserve.cluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""MindIE Motor/Service prefill/decode: Servers, the Controller and the Coordinator, their ports and config files.
+
+Inventory model:
+- group ``mindie_controller``: exactly one host, the MindIE Controller (decides which Server is prefill and
+  which decode, at run time, and tells the Coordinator).
+- group ``mindie_coordinator``: exactly one host, the Coordinator: the data-plane entry point, the front door.
+- group ``mindie_server``: the Servers (MindIE LLM). A host is one Server instance unless hosts share
+  ``llmserve_instance``; then they are one instance spanning those hosts (the first in inventory order is the
+  master; ``multiNodesInferEnabled`` on, ``multiNodesInferPort`` open on each member, and the HCCL rank table
+  of the instance in the plan). PD needs at least two instances, all with the same NPU count and host count,
+  because the Controller may make any of them prefill or decode.
+- One inventory host may sit in several of these groups (e.g. Controller and Coordinator on one machine, or
+  both on a Server host): put the same host in each group. Two inventory hosts at one address are refused by
+  the core.
+
+Variables: ``llmserve_devices`` (a Server host's NPUs, "0-15"; 0-7 on ascend_a2, 0-15 on ascend_a3),
+``llmserve_accelerator`` (ascend_a2 or ascend_a3 on Server hosts), ``llmserve_model`` (weights path inside the
+container, read on each instance's master), ``llmserve_served_model_name`` (``modelName``, default the model
+path's last part), ``llmserve_image`` (one MindIE image, read on each component's host),
+``llmserve_mindie_p_rate`` / ``llmserve_mindie_d_rate`` (``default_p_rate``/``default_d_rate``, 0/0 = the
+Controller decides), ``llmserve_mindie_env`` (extra environment for every container). Ports, with MindIE's
+defaults: ``llmserve_mindie_server_port`` 1025, ``..._server_management_port`` 1026, ``..._server_metrics_port``
+1027, ``..._server_inter_comm_port`` 1121, ``..._server_multi_nodes_infer_port`` 1120,
+``llmserve_mindie_coordinator_predict_port`` 1025, ``..._manage_port`` 1026, ``..._external_port`` 1028,
+``..._status_port`` 1029, ``llmserve_mindie_controller_port`` (``http_server.port``) 1026,
+``llmserve_mindie_controller_alarm_port`` 1027, and ``llmserve_mindie_controller_cluster_port`` 8899 (the port of
+MindCluster's ClusterD that the Controller calls: not a listener, never moved). There is no Coordinator alarm
+port of its own: the Coordinator's ``alarm_port`` is the Controller's alarm port, read from the plan
+(``llmserve_mindie_coordinator_alarm_port``, if set, must equal it).
+
+Co-location rule: MindIE's defaults collide when components share a machine (1026 and 1027 are used by all
+three). On a machine (address) running more than one MindIE component, every port left at its default moves by
+the component's offset: the Server keeps MindIE's defaults (+0), the Coordinator moves by +10 (1035, 1036, 1038,
+1039) and the Controller by +20 (1046, 1047). A machine with one component keeps MindIE's defaults. A port set in
+the inventory is never moved; if it collides with another component's port on the machine the plan says so,
+naming the variable. Ports depend only on the components on the machine, so adding Servers moves no port.
+Every component that must know another's port reads it from the plan: the Coordinator's ``alarm_port`` is the
+Controller's ``controller_alarm_port``; the Controller's ``mindie_ms_coordinator_port`` /
+``mindie_ms_coordinator_external_port`` are the Coordinator's manage / external ports; the Controller's
+``mindie_server_*`` defaults are the first Server's ports and every Server's own ports are written into the
+global rank table (``predict_port``, ``mgmt_port``, ``metric_port``, ``inter_comm_port``).
+
+What the plan gives each member (roles render it, they compute nothing): container, image, devices (host NPU
+numbers, for ``--device /dev/davinciN``), ports, env, argv, ``config_file`` (path inside the container) and
+``config``: the keys of config.json / ms_controller.json / ms_coordinator.json that carry ports, IPs, device ids
+and the PD mode, to merge over the image's shipped file (``ModelConfig`` is a one-element list whose dict merges
+into the shipped ``ModelConfig[0]``). The Controller member also carries the global rank table; a
+multi-host Server instance carries its HCCL rank table. In both, ``device_ip`` (and ``super_device_id`` on A3) is
+null: the ranktable stage fills it from each host (``hccn_tool -i N -ip -g``, ``npu-smi info -t spod-info``).
+TLS is off in what the plan renders, so the health URLs are plain http. ``health`` gives the URLs of MindIE's
+own probes (probe.sh): startup, readiness, liveness.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from ._planner import DEFAULTS, MAX_PORT
+
+GROUPS = ("mindie_server", "mindie_controller", "mindie_coordinator")
+SERVER, CONTROLLER, COORDINATOR = "mindie_server", "mindie_controller", "mindie_coordinator"
+ASCEND_DEVICES = {"ascend_a2": 8, "ascend_a3": 16}      # NPU numbers per host: 0-7 on A2, 0-15 (dies) on A3
+MIN_PORT = 1024                                          # MindIE refuses ports below 1024
+MAX_SERVERS_PER_GROUP = 96
+MAX_RATE = 16
+CONF_DIR = "/llmserve/mindie"                            # the roles mount the host's config directory here
+CONF = {SERVER: CONF_DIR + "/config.json", CONTROLLER: CONF_DIR + "/ms_controller.json",
+        COORDINATOR: CONF_DIR + "/ms_coordinator.json"}
+GLOBAL_RANK_TABLE = CONF_DIR + "/global_rank_table.json"
+HCCL_RANK_TABLE = CONF_DIR + "/hccl_rank_table.json"
+# per component: (key in the plan, variable, service name); defaults below
+PORTS = {
+    SERVER: (("port", "llmserve_mindie_server_port", "mindie-server"),
+             ("management_port", "llmserve_mindie_server_management_port", "mindie-server-management"),
+             ("metrics_port", "llmserve_mindie_server_metrics_port", "mindie-server-metrics"),
+             ("inter_comm_port", "llmserve_mindie_server_inter_comm_port", "mindie-server-inter-comm"),
+             ("multi_nodes_infer_port", "llmserve_mindie_server_multi_nodes_infer_port", "mindie-server-multi-nodes-infer")),
+    CONTROLLER: (("port", "llmserve_mindie_controller_port", "mindie-controller"),
+                 ("alarm_port", "llmserve_mindie_controller_alarm_port", "mindie-controller-alarm")),
+    COORDINATOR: (("predict_port", "llmserve_mindie_coordinator_predict_port", "mindie-coordinator-predict"),
+                  ("manage_port", "llmserve_mindie_coordinator_manage_port", "mindie-coordinator-manage"),
+                  ("external_port", "llmserve_mindie_coordinator_external_port", "mindie-coordinator-external"),
+                  ("status_port", "llmserve_mindie_coordinator_status_port", "mindie-coordinator-status")),
+}
+# how far a component's default ports move when its machine runs another MindIE component too
+OFFSETS = {SERVER: 0, COORDINATOR: 10, CONTROLLER: 20}
+CONTROLLER_TLS = ("request_coordinator", "request_server", "http_server", "cluster", "etcd_server", "alarm",
+                  "external_coordinator", "ccae")
+COORDINATOR_TLS = ("controller_server", "request_server", "mindie_client", "mindie_mangment", "external", "status",
+                   "etcd_server", "alarm_client")
+# what boot.sh exports for a Server (MindIE-Motor deploy_scripts/boot_helper/boot.sh)
+SERVER_ENV = {"GRPC_POLL_STRATEGY": "poll", "HCCL_RDMA_RETRY_CNT": "7", "HCCL_RDMA_TIMEOUT": "18",
+              "HCCL_EXEC_TIMEOUT": "60"}
+DEFAULTS.update({
+    "llmserve_mindie_server_port": 1025,
+    "llmserve_mindie_server_management_port": 1026,
+    "llmserve_mindie_server_metrics_port": 1027,
+    "llmserve_mindie_server_inter_comm_port": 1121,
+    "llmserve_mindie_server_multi_nodes_infer_port": 1120,
+    "llmserve_mindie_coordinator_predict_port": 1025,
+    "llmserve_mindie_coordinator_manage_port": 1026,
+    "llmserve_mindie_coordinator_external_port": 1028,
+    "llmserve_mindie_coordinator_status_port": 1029,
+    "llmserve_mindie_controller_port": 1026,
+    "llmserve_mindie_controller_alarm_port": 1027,
+    "llmserve_mindie_controller_cluster_port": 8899,
+    "llmserve_mindie_p_rate": 0,
+    "llmserve_mindie_d_rate": 0,
+    "llmserve_mindie_env": {},
+})
+
+
+class Component:
+    """One MindIE process group: a Server instance (one or more hosts), the Controller or the Coordinator."""
+
+    def __init__(self, kind, name, hosts):
+        self.kind, self.name, self.hosts = kind, name, hosts
+        self.devices = {}       # host -> [NPU numbers]
+        self.ports = {}         # host -> {key: port}
+        self.members = []
+
+    @property
+    def master(self):
+        return self.hosts[0]
+
+    @property
+    def world_size(self):
+        return sum(len(d) for d in self.devices.values())
+
+
+# ---------------------------------------------------------------- inventory
+
+def _single(inv, group, what):
+    hosts = inv.groups.get(group, [])
+    if not hosts:
+        inv.problem(None, group, "has no host; put the host that runs the MindIE %s in the %s group" % (what, group))
+    elif len(hosts) > 1:
+        inv.problem(None, group, "needs exactly one host (the MindIE %s), has %d (%s); keep one"
+                    % (what, len(hosts), ", ".join(hosts)))
+    return hosts[0] if hosts else None
+
+
+def _servers(inv):
+    by_name = {}
+    for host in inv.groups.get(SERVER, []):
+        by_name.setdefault("mindie-server-%s" % (inv.get(host, "llmserve_instance") or host), []).append(host)
+    servers = []
+    for name, hosts in by_name.items():
+        comp = Component(SERVER, name, hosts)
+        for host in hosts:
+            comp.devices[host] = _devices(inv, host)
+        servers.append(comp)
+    return servers
+
+
+def _devices(inv, host):
+    devices = inv.devices(host, "llmserve_devices")
+    accelerator = inv.get(host, "llmserve_accelerator")
+    if accelerator not in ASCEND_DEVICES:
+        inv.problem(host, "llmserve_accelerator", "MindIE Servers run on Ascend NPUs; set ascend_a2 or ascend_a3, "
+                    "got %r" % (accelerator,))
+        return devices
+    count = ASCEND_DEVICES[accelerator]
+    beyond = [d for d in devices if d >= count]
+    if beyond:
+        inv.problem(host, "llmserve_devices", "device %d does not exist on an %s host (NPUs 0-%d)"
+                    % (beyond[0], accelerator, count - 1))
+    return devices
+
+
+def _check(inv, servers, controller, coordinator):
+    if not servers:
+        inv.problem(None, SERVER, "has no host; add the MindIE Server hosts (at least two: one becomes prefill, "
+                    "one decode)")
+    elif len(servers) < 2:
+        inv.problem(servers[0].master, SERVER, "PD needs at least two Server instances (the Controller makes one "
+                    "prefill and one decode), found only %s; add a host to mindie_server or give hosts different "
+                    "llmserve_instance values" % servers[0].name)
+    first = servers[0] if servers else None
+    for comp in servers[1:]:
+        if comp.world_size != first.world_size:
+            inv.problem(comp.master, "llmserve_devices", "%s has %d NPUs but %s has %d; any Server may become "
+                        "prefill or decode and MindIE needs the same NPU count on both, so give every instance "
+                        "the same number" % (comp.name, comp.world_size, first.name, first.world_size))
+        if len(comp.hosts) != len(first.hosts):
+            inv.problem(comp.master, "llmserve_instance", "%s spans %d hosts but %s spans %d; give every Server "
+                        "instance the same number of hosts" % (comp.name, len(comp.hosts), first.name,
+                                                               len(first.hosts)))
+    accelerators = {}
+    for comp in servers:
+        if len(comp.hosts) > MAX_SERVERS_PER_GROUP:
+            inv.problem(comp.master, "llmserve_instance", "%s spans %d hosts; MindIE takes at most %d"
+                        % (comp.name, len(comp.hosts), MAX_SERVERS_PER_GROUP))
+        for host in comp.hosts:
+            acc = inv.get(host, "llmserve_accelerator")
+            if acc in ASCEND_DEVICES:
+                accelerators.setdefault(acc, host)
+    if len(accelerators) > 1:
+        host = accelerators["ascend_a3"]
+        inv.problem(host, "llmserve_accelerator", "ascend_a3 here but ascend_a2 on %s; one MindIE image serves one "
+                    "kind (an A3 image core-dumps on A2), so keep the Servers on one kind"
+                    % accelerators["ascend_a2"])
+    models = {}
+    for comp in servers:
+        model = inv.required(comp.master, "llmserve_model", "model weights path inside the container, e.g. "
+                             "/models/Qwen3-32B")
+        if model not in (None, ""):
+            models.setdefault(str(model), comp.master)
+    if len(models) > 1:
+        (model, host), (other, other_host) = list(models.items())[:2]
+        inv.problem(other_host, "llmserve_model", "%r here but %r on %s; prefill and decode must serve the same "
+                    "model" % (other, model, host))
+    hosts = [c.master for c in servers] + [h for h in (controller, coordinator) if h]
+    for host in sorted(set(hosts), key=hosts.index):
+        inv.required(host, "llmserve_image", "MindIE image, e.g. registry:5000/mindie:2.1.RC1-800I-A3-py311")
+        env = inv.get(host, "llmserve_mindie_env")
+        if not isinstance(env, dict):
+            inv.problem(host, "llmserve_mindie_env", "must be a mapping of variable names to values, got %r" % (env,))
+        elif "MINDIE_MS_COORDINATOR_PORT" in env:
+            inv.problem(host, "llmserve_mindie_env", "MINDIE_MS_COORDINATOR_PORT is read by the Controller and "
+                        "breaks its link to the Coordinator; remove it (the plan sets the Coordinator's ports)")
+    if controller:
+        _check_rates(inv, controller, len(servers))
+
+
+def _check_rates(inv, host, instances):
+    p_rate = inv.integer(host, "llmserve_mindie_p_rate", 0)
+    d_rate = inv.integer(host, "llmserve_mindie_d_rate", 0)
+    if (p_rate == 0) != (d_rate == 0):
+        inv.problem(host, "llmserve_mindie_p_rate", "p rate %d and d rate %d: set both llmserve_mindie_p_rate and "
+                    "llmserve_mindie_d_rate, or neither (0/0 lets the Controller decide)" % (p_rate, d_rate))
+    elif p_rate + d_rate > MAX_RATE:
+        inv.problem(host, "llmserve_mindie_p_rate", "p rate + d rate is %d; MindIE allows at most %d"
+                    % (p_rate + d_rate, MAX_RATE))
+    elif p_rate and instances and p_rate + d_rate > instances:
+        inv.problem(host, "llmserve_mindie_p_rate", "p rate %d + d rate %d asks for %d Server instances but "
+                    "mindie_server has %d; lower the rates or add Servers" % (p_rate, d_rate, p_rate + d_rate,
+                                                                              instances))
+
+
+# ---------------------------------------------------------------- ports
+
+def _pinned(inv, host, variable):
+    """The port the inventory sets for this variable, or None when it leaves MindIE's default."""
+    if variable not in inv.hostvars.get(host, {}):
+        return None
+    before = len(inv.problems)
+    port = inv.integer(host, variable, 1)
+    return -1 if len(inv.problems) > before else port
+
+
+def _plan_ports(inv, ports, components):
+    """Defaults move by the component's offset on machines running several components; pinned ports never move."""
+    kinds = {}
+    for comp in components:
+        for host in comp.hosts:
+            kinds.setdefault(inv.address(host), set()).add(comp.kind)
+    taken = {}      # address -> port -> (service, variable, host, pinned)
+    for comp in components:
+        for host in comp.hosts:
+            address = inv.address(host)
+            offset = OFFSETS[comp.kind] if len(kinds[address]) > 1 else 0
+            comp.ports[host] = got = {}
+            for key, variable, service in PORTS[comp.kind]:
+                if key == "multi_nodes_infer_port" and len(comp.hosts) == 1:
+                    continue
+                pinned = _pinned(inv, host, variable)
+                if pinned == -1:
+                    continue        # not a number: already reported
+                port = got[key] = DEFAULTS[variable] + offset if pinned is None else pinned
+                if not MIN_PORT <= port <= MAX_PORT:
+                    inv.problem(host, variable, "port %d of %s is outside %d-%d, the ports MindIE accepts"
+                                % (port, service, MIN_PORT, MAX_PORT))
+                    continue
+                mine = (service, variable, host, pinned is not None)
+                other = taken.setdefault(address, {}).get(port)
+                if other:
+                    _collision(inv, port, mine, other)
+                    continue
+                taken[address][port] = mine
+                ports.claim(host, port, service, comp.name, variable)
+
+
+def _collision(inv, port, mine, other):
+    """Two MindIE listeners on one machine want one port: blame the one the inventory pinned."""
+    if other[3] and not mine[3]:
+        mine, other = other, mine
+    service, variable, host, pinned = mine
+    o_service, o_variable, o_host = other[:3]
+    where = "" if o_host == host else " on %s" % o_host
+    fix = ("choose another port, or remove %s so llmserve gives co-located MindIE components separate ports"
+           % variable if pinned else "set %s to a free port" % variable)
+    inv.problem(host, variable, "port %d of %s collides with %s (%s%s) on the same machine; %s"
+                % (port, service, o_service, o_variable, where, fix))
+
+
+def _check_alarm(inv, controller, coordinator):
+    """The Coordinator reports alarms to the Controller's alarm port: one value, owned by the Controller."""
+    variable = "llmserve_mindie_coordinator_alarm_port"
+    if variable not in inv.hostvars.get(coordinator.master, {}):
+        return
+    want = controller.ports[controller.master].get("alarm_port")
+    got = inv.get(coordinator.master, variable)
+    if want is not None and str(got) != str(want):
+        inv.problem(coordinator.master, variable, "is %s but the Controller's alarm port is %d; the Coordinator "
+                    "reports to the Controller's port, so remove this variable (set llmserve_mindie_controller_"
+                    "alarm_port to move both)" % (got, want))
+
+
+# ---------------------------------------------------------------- members
+
+def _url(address, port, path=""):
+    return "http://%s:%d%s" % (address, port, path)
+
+
+def _env(inv, host, base):
+    env = dict(base)
+    env["MINDIE_LOG_TO_STDOUT"] = "1"
+    env.update({str(k): str(v) for k, v in (inv.get(host, "llmserve_mindie_env") or {}).items()})
+    return env
+
+
+def _server_members(inv, comp, accelerator):
+    model = str(inv.get(comp.master, "llmserve_model"))
+    served = inv.get(comp.master, "llmserve_served_model_name") or posixpath.basename(model.rstrip("/"))
+    multi = len(comp.hosts) > 1
+    rank = 0
+    for host in comp.hosts:
+        address, got, devices = inv.address(host), comp.ports[host], comp.devices[host]
+        backend = {"npuDeviceIds": [list(range(len(devices)))], "multiNodesInferEnabled": multi,
+                   "interNodeTLSEnabled": False,
+                   "ModelDeployConfig": {"ModelConfig": [{"modelName": served, "modelWeightPath": model,
+                                                          "worldSize": comp.world_size, "tp": comp.world_size}]}}
+        if multi:
+            backend["multiNodesInferPort"] = got["multi_nodes_infer_port"]
+        config = {"ServerConfig": {"ipAddress": address, "managementIpAddress": address, "port": got["port"],
+                                   "managementPort": got["management_port"], "metricsPort": got["metrics_port"],
+                                   "interCommPort": got["inter_comm_port"], "inferMode": "dmi",
+                                   "httpsEnabled": False, "interCommTLSEnabled": False},
+                  "BackendConfig": backend}
+        env = dict(SERVER_ENV, MIES_CONTAINER_IP=address, MIES_CONTAINER_MANAGEMENT_IP=address)
+        if multi:
+            env.update(RANK_TABLE_FILE=HCCL_RANK_TABLE, MASTER_IP=inv.address(comp.master))
+        ready = _url(address, got["management_port"], "/v2/health/ready")
+        devs = [dict(device_id=str(d), device_ip=None, device_logical_id=str(i), rank_id=str(rank + i))
+                for i, d in enumerate(devices)]
+        if accelerator == "ascend_a3":
+            for dev in devs:
+                dev["super_device_id"] = None
+        comp.members.append(dict(
+            host=host, address=address, container="llmserve-%s" % comp.name, image=inv.get(comp.master, "llmserve_image"),
+            devices=devices, port=got["port"], ports=dict(got), rank_ids=list(range(rank, rank + len(devices))),
+            argv=["mindie_llm_server", "--config-file", CONF[SERVER]], env=_env(inv, comp.master, env),
+            config_file=CONF[SERVER], config=config, health=dict(startup=ready, readiness=ready, liveness=ready),
+            rank_table_entry=dict(server_id=address, server_ip=address, predict_port=str(got["port"]),
+                                  mgmt_port=str(got["management_port"]), metric_port=str(got["metrics_port"]),
+                                  inter_comm_port=str(got["inter_comm_port"]), device=devs)))
+        rank += len(devices)
+
+
+def _tls_off(names):
+    return {"%s_tls_enable" % n: False for n in names}
+
+
+def _rank_table(inv, servers, controller, coordinator, accelerator):
+    """MindIE's global rank table: group 0 the Coordinator, 1 the Controller, Servers from 2 (one group for
+    single-host instances, one group per instance when instances span hosts)."""
+    def one(gid, comp):
+        address = inv.address(comp.master)
+        return dict(group_id=gid, server_count="1", server_list=[dict(server_id=address, server_ip=address)])
+    groups = [one("0", coordinator), one("1", controller)]
+    if all(len(s.hosts) == 1 for s in servers):
+        entries = [m["rank_table_entry"] for s in servers for m in s.members]
+        groups.append(dict(group_id="2", server_count=str(len(entries)), server_list=entries))
+    else:
+        for gid, comp in enumerate(servers, 2):
+            groups.append(dict(group_id=str(gid), server_count=str(len(comp.members)),
+                               server_list=[m["rank_table_entry"] for m in comp.members]))
+    if accelerator == "ascend_a3":
+        for group in groups[2:]:
+            group["super_pod_list"] = None      # filled by the ranktable stage from npu-smi, like super_device_id
+    return {"version": "1.2" if accelerator == "ascend_a3" else "1.0", "status": "completed",
+            "server_group_list": groups}
+
+
+def _hccl_rank_table(comp, accelerator):
+    """The per-instance HCCL rank table a multi-host Server reads (RANK_TABLE_FILE); rank ids are global."""
+    servers = [dict(server_id=m["address"], container_ip=m["address"],
+                    device=[{k: d[k] for k in ("device_id", "device_ip", "rank_id", "super_device_id") if k in d}
+                            for d in m["rank_table_entry"]["device"]]) for m in comp.members]
+    table = {"version": "1.0", "server_count": str(len(servers)), "status": "completed", "server_list": servers}
+    if accelerator == "ascend_a3":
+        for server in servers:
+            server["host_ip"] = server["server_id"]
+        table.update(version="1.2", super_pod_list=None)
+    return table
+
+
+def _controller_member(inv, controller, coordinator, servers, accelerator):
+    host = controller.master
+    address, got = inv.address(host), controller.ports[host]
+    first = servers[0].ports[servers[0].master]
+    coord = coordinator.ports[coordinator.master]
+    multi = any(len(s.hosts) > 1 for s in servers)
+    multi_config = {"multi_node_infer_enable": multi}
+    if multi:
+        multi_config.update(p_node_config=dict(node_machine_num=len(servers[0].hosts)),
+                            d_node_config=dict(node_machine_num=len(servers[0].hosts)))
+    config = {"deploy_mode": "pd_separate", "global_rank_table_file_path": GLOBAL_RANK_TABLE,
+              "default_p_rate": inv.integer(host, "llmserve_mindie_p_rate", 0),
+              "default_d_rate": inv.integer(host, "llmserve_mindie_d_rate", 0), "is_heterogeneous": False,
+              "http_server": {"ip": address, "port": got["port"]}, "controller_alarm_port": got["alarm_port"],
+              "cluster_port": inv.integer(host, "llmserve_mindie_controller_cluster_port", 1),
+              "mindie_server_port": first["port"], "mindie_server_control_port": first["management_port"],
+              "mindie_server_metric_port": first["metrics_port"],
+              "mindie_ms_coordinator_port": coord["manage_port"],
+              "mindie_ms_coordinator_external_port": coord["external_port"],
+              "multi_node_infer_config": multi_config, "tls_config": _tls_off(CONTROLLER_TLS)}
+    env = {"GLOBAL_RANK_TABLE_FILE_PATH": GLOBAL_RANK_TABLE, "MINDIE_MS_CONTROLLER_CONFIG_FILE_PATH": CONF[CONTROLLER],
+           "POD_IP": address}
+    controller.members.append(dict(
+        host=host, address=address, container="llmserve-%s" % controller.name, image=inv.get(host, "llmserve_image"),
+        devices=[], port=got["port"], ports=dict(got), argv=["mindie_motor_controller"], env=_env(inv, host, env),
+        config_file=CONF[CONTROLLER], config=config,
+        health=dict(startup=_url(address, got["port"], "/v1/startup"), readiness=_url(address, got["port"], "/v1/health"),
+                    liveness=_url(address, got["port"], "/v1/health")),
+        rank_table_file=GLOBAL_RANK_TABLE, rank_table=_rank_table(inv, servers, controller, coordinator, accelerator)))
+
+
+def _coordinator_member(inv, coordinator, controller):
+    host = coordinator.master
+    address, got = inv.address(host), coordinator.ports[host]
+    alarm = controller.ports[controller.master]["alarm_port"]
+    config = {"http_config": {"predict_ip": address, "predict_port": str(got["predict_port"]), "manage_ip": address,
+                              "manage_port": str(got["manage_port"]), "alarm_port": str(alarm),
+                              "external_port": str(got["external_port"]), "status_port": str(got["status_port"])},
+              "digs_scheduler_config": {"deploy_mode": "pd_separate", "scheduler_type": "digs_scheduler",
+                                        "algorithm_type": "load_balance"},
+              "tls_config": _tls_off(COORDINATOR_TLS)}
+    status = got["status_port"]
+    coordinator.members.append(dict(
+        host=host, address=address, container="llmserve-%s" % coordinator.name, image=inv.get(host, "llmserve_image"),
+        devices=[], port=got["predict_port"], ports=dict(got),
+        argv=["mindie_motor_coordinator", address, address],
+        env=_env(inv, host, {"MINDIE_MS_COORDINATOR_CONFIG_FILE_PATH": CONF[COORDINATOR]}),
+        config_file=CONF[COORDINATOR], config=config,
+        health=dict(startup=_url(address, status, "/v1/startup"), readiness=_url(address, status, "/v1/readiness"),
+                    liveness=_url(address, status, "/v1/health"))))
+
+
+def _entry(comp, accelerator):
+    main = {SERVER: "port", CONTROLLER: "port", COORDINATOR: "predict_port"}[comp.kind]
+    entry = dict(name=comp.name, kind=comp.kind, hosts=list(comp.hosts), master=comp.master, members=comp.members,
+                 endpoints=[_url(m["address"], m["ports"][main]) for m in comp.members[:1]])
+    if comp.kind == SERVER:
+        entry["world_size"] = comp.world_size
+        if len(comp.hosts) > 1 and comp.members:
+            entry.update(hccl_rank_table_file=HCCL_RANK_TABLE, hccl_rank_table=_hccl_rank_table(comp, accelerator))
+    return entry
+
+
+def plan(inv, ports):
+    servers = _servers(inv)
+    controller_host = _single(inv, CONTROLLER, "Controller")
+    coordinator_host = _single(inv, COORDINATOR, "Coordinator")
+    _check(inv, servers, controller_host, coordinator_host)
+    controller = Component(CONTROLLER, "mindie-controller", [controller_host]) if controller_host else None
+    coordinator = Component(COORDINATOR, "mindie-coordinator", [coordinator_host]) if coordinator_host else None
+    components = servers + [c for c in (controller, coordinator) if c]
+    _plan_ports(inv, ports, components)
+    if controller and coordinator:
+        _check_alarm(inv, controller, coordinator)
+    accelerator = inv.get(servers[0].master, "llmserve_accelerator") if servers else None
+    if not inv.problems and controller and coordinator and servers:
+        for comp in servers:
+            _server_members(inv, comp, accelerator)
+        _controller_member(inv, controller, coordinator, servers, accelerator)
+        _coordinator_member(inv, coordinator, controller)
+    entries = [_entry(c, accelerator) for c in components]
+    door = None
+    if coordinator and coordinator.members:
+        member = coordinator.members[0]
+        door = dict(kind="mindie-coordinator", host=coordinator.master, url=_url(member["address"], member["port"]),
+                    backends={"server": [url for e in entries if e["kind"] == SERVER for url in e["endpoints"]]},
+                    health_url=member["health"]["readiness"],
+                    metrics_url=_url(member["address"], member["ports"]["external_port"], "/metrics"))
+    elif coordinator:
+        door = dict(kind="mindie-coordinator", host=coordinator.master, url=None, backends={"server": []})
+    return dict(instances=entries, front_door=door)

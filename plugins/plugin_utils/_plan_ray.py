@@ -1,0 +1,252 @@
+# Copyright: llmserve.cluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A Ray cluster that runs one vLLM engine across its nodes (TP x PP over every device).
+
+Inventory model
+- group ``ray_head``: exactly one host, the Ray head. It runs GCS, the dashboard, the client server
+  and, once every node is alive, ``vllm serve ... --distributed-executor-backend ray`` inside its
+  container (``serve_argv``): vLLM's API is the front door.
+- group ``ray_worker``: zero or more hosts that join the head (``ray start --address=head:port``).
+- every member needs ``llmserve_devices`` (e.g. "0-7"); the head and the workers all give their
+  devices to the engine. One container per host (``llmserve-ray-head`` / ``llmserve-ray-worker``),
+  host networking, ``ray start ... --block`` as its command (restart it on failure: it exits when GCS
+  goes away and rejoins on restart).
+
+Variables (read on the head unless said otherwise; defaults in DEFAULTS)
+- ``llmserve_model``, ``llmserve_image`` (required; one image for every node, since Ray refuses a
+  version mismatch), ``llmserve_served_model_name``, ``llmserve_vllm_extra_args``,
+  ``llmserve_vllm_env`` (set on every node's container: NCCL variables must reach all nodes).
+- ``llmserve_tensor_parallel_size`` / ``llmserve_pipeline_parallel_size``: when neither is set,
+  TP = devices per node and PP = number of nodes (nodes must then have equal device counts); when
+  one is set the other is the cluster's devices divided by it; TP x PP must fit in the devices.
+- ``llmserve_vllm_port`` (8000): vLLM's API on the head.
+- ``llmserve_ray_port`` (6379, GCS), ``llmserve_ray_dashboard_port`` (8265, bound to the head's
+  address, not localhost), ``llmserve_ray_client_port`` (10001; null leaves the flag out for images
+  without ray[client]).
+- per node: ``llmserve_ray_node_manager_port`` (6380), ``llmserve_ray_object_manager_port`` (6381),
+  ``llmserve_ray_runtime_env_agent_port`` (6382), ``llmserve_ray_dashboard_agent_grpc_port``
+  (6383), ``llmserve_ray_dashboard_agent_port`` (52365, HTTP, serves the raylet health),
+  ``llmserve_ray_metrics_export_port`` (8080, Prometheus), and the worker port range
+  ``llmserve_ray_min_worker_port`` .. ``llmserve_ray_max_worker_port`` (10002-10999; Ray's own
+  default runs to 19999). Ray picks all of these at random unless pinned, so they are all pinned;
+  the worker range is reserved on the machine and listed under ``port_ranges``.
+- ``llmserve_ray_auth_mode``: ``disabled`` (default) or ``token`` (Ray >= 2.52): every container
+  gets ``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN`` from the vaulted variable
+  ``llmserve_ray_auth_token`` (make one with ``ray get-auth-token --generate``); the plan names the
+  variable only. The dashboard then wants ``Authorization: Bearer <token>``.
+- per node: ``llmserve_ray_socket_ifname`` (sets ``NCCL_SOCKET_IFNAME`` and ``GLOO_SOCKET_IFNAME``),
+  ``llmserve_ray_num_cpus``; on the head ``llmserve_ray_start_extra_args`` (added to every ``ray
+  start``).
+
+Not pinned by this plan: the dashboard head's gRPC port and the NCCL / torch.distributed ports
+between vLLM's workers; keep the nodes on one private segment with traffic open between them
+(vLLM's and Ray's traffic is unauthenticated pickle).
+"""
+
+from __future__ import annotations
+
+import json
+
+from ._cluster_util import claim_range, is_set, mapping, not_in_both, one_value, port, port_range, secret, strings, url
+from ._planner import DEFAULTS, DEVICE_ENV
+
+GROUPS = ("ray_head", "ray_worker")
+AUTH_MODES = ("disabled", "token")
+DEFAULTS.update({
+    "llmserve_ray_port": 6379,
+    "llmserve_ray_dashboard_port": 8265,
+    "llmserve_ray_client_port": 10001,
+    "llmserve_ray_node_manager_port": 6380,
+    "llmserve_ray_object_manager_port": 6381,
+    "llmserve_ray_runtime_env_agent_port": 6382,
+    "llmserve_ray_dashboard_agent_grpc_port": 6383,
+    "llmserve_ray_dashboard_agent_port": 52365,
+    "llmserve_ray_metrics_export_port": 8080,
+    "llmserve_ray_min_worker_port": 10002,
+    "llmserve_ray_max_worker_port": 10999,
+    "llmserve_ray_auth_mode": "disabled",
+    "llmserve_ray_start_extra_args": [],
+})
+# shared with the PD vLLM system; set here too so this module stands on its own
+for _name, _value in (("llmserve_vllm_port", 8000), ("llmserve_vllm_extra_args", []), ("llmserve_vllm_env", {}),
+                      ("llmserve_tensor_parallel_size", 1), ("llmserve_pipeline_parallel_size", 1)):
+    DEFAULTS.setdefault(_name, _value)
+
+NODE_PORTS = (
+    # variable, service, ray start flag
+    ("llmserve_ray_node_manager_port", "ray-node-manager", "--node-manager-port"),
+    ("llmserve_ray_object_manager_port", "ray-object-manager", "--object-manager-port"),
+    ("llmserve_ray_runtime_env_agent_port", "ray-runtime-env-agent", "--runtime-env-agent-port"),
+    ("llmserve_ray_dashboard_agent_grpc_port", "ray-dashboard-agent-grpc", "--dashboard-agent-grpc-port"),
+    ("llmserve_ray_dashboard_agent_port", "ray-dashboard-agent", "--dashboard-agent-listen-port"),
+    ("llmserve_ray_metrics_export_port", "ray-metrics", "--metrics-export-port"),
+)
+
+
+def _parallel(inv, head, devices):
+    """TP and PP: given, derived from the one given, or TP = devices per node and PP = nodes."""
+    total = sum(len(d) for d in devices.values())
+    tp_set = is_set(inv, head, "llmserve_tensor_parallel_size")
+    pp_set = is_set(inv, head, "llmserve_pipeline_parallel_size")
+    tp = inv.integer(head, "llmserve_tensor_parallel_size", 1) if tp_set else 0
+    pp = inv.integer(head, "llmserve_pipeline_parallel_size", 1) if pp_set else 0
+    if not all(devices.values()):     # a host without devices is a problem already
+        return tp or 1, pp or 1, total
+    if not tp_set and not pp_set:
+        counts = sorted({len(d) for d in devices.values()})
+        if len(counts) > 1:
+            inv.problem(head, "llmserve_tensor_parallel_size", "the Ray nodes have different device counts (%s); set "
+                        "llmserve_tensor_parallel_size and llmserve_pipeline_parallel_size for the whole cluster"
+                        % ", ".join("%s: %d" % (h, len(d)) for h, d in devices.items()))
+            return 1, 1, total
+        return counts[0], len(devices), total
+    for size, given, other in ((tp, "llmserve_tensor_parallel_size", pp_set), (pp, "llmserve_pipeline_parallel_size", tp_set)):
+        if size and not other and total % size:
+            inv.problem(head, given, "%d does not divide the cluster's %d devices; give both sizes or a divisor"
+                        % (size, total))
+            return tp or 1, pp or 1, total
+    tp = tp or total // pp
+    pp = pp or total // tp
+    if tp * pp > total:
+        inv.problem(head, "llmserve_tensor_parallel_size", "TP %d x PP %d = %d devices, but the Ray cluster has %d (%s); "
+                    "lower the sizes or add ray_worker hosts" % (tp, pp, tp * pp, total,
+                                                                 ", ".join("%s: %d" % (h, len(d)) for h, d in devices.items())))
+    return tp, pp, total
+
+
+def _auth(inv, head):
+    mode = str(inv.get(head, "llmserve_ray_auth_mode"))
+    if mode not in AUTH_MODES:
+        inv.problem(head, "llmserve_ray_auth_mode", "%r is not one of %s" % (mode, ", ".join(AUTH_MODES)))
+        return {"mode": "disabled"}
+    if mode == "token":
+        if not is_set(inv, head, "llmserve_ray_auth_token"):
+            inv.problem(head, "llmserve_ray_auth_token", "is not set, but llmserve_ray_auth_mode is token; make a token "
+                        "with `ray get-auth-token --generate` and store it with ansible-vault encrypt_string")
+        return {"mode": "token", "token_variable": "llmserve_ray_auth_token"}
+    return {"mode": "disabled"}
+
+
+def _resources(accelerator, count):
+    """ray start flags that announce the node's devices (Ascend NPUs are a custom resource)."""
+    if accelerator in ("ascend_a2", "ascend_a3"):
+        return ["--num-gpus", "0", "--resources", json.dumps({"NPU": count}, separators=(",", ":"))]
+    return ["--num-gpus", str(count if accelerator == "nvidia" else 0)]
+
+
+def _member(inv, ports, host, head, ctx):
+    """One Ray node: its container, ray start argv, env, listeners and health URLs."""
+    address = inv.address(host)
+    is_head = host == head
+    instance = "ray-head" if is_head else "ray-worker"
+    member = dict(host=host, address=address, container="llmserve-" + instance, image=ctx["image"],
+                  network_mode="host", keep_image_entrypoint=False, devices=ctx["devices"][host])
+    argv = ["ray", "start", "--block", "--node-ip-address", address]
+    if is_head:
+        member["gcs_port"] = port(inv, ports, host, "llmserve_ray_port", "ray-gcs", instance)
+        member["dashboard_port"] = port(inv, ports, host, "llmserve_ray_dashboard_port", "ray-dashboard", instance)
+        argv += ["--head", "--port", str(member["gcs_port"]), "--dashboard-host", address,
+                 "--dashboard-port", str(member["dashboard_port"])]
+        if inv.get(host, "llmserve_ray_client_port") not in (None, ""):
+            member["client_port"] = port(inv, ports, host, "llmserve_ray_client_port", "ray-client", instance)
+            argv += ["--ray-client-server-port", str(member["client_port"])]
+        member["port"] = port(inv, ports, host, "llmserve_vllm_port", "vllm-api", instance)
+    else:
+        argv += ["--address", ctx["gcs"]]
+    for variable, service, flag in NODE_PORTS:
+        member[variable[len("llmserve_ray_"):]] = number = port(inv, ports, host, variable, service, instance)
+        argv += [flag, str(number)]
+    span = port_range(inv, host, "llmserve_ray_min_worker_port", last_variable="llmserve_ray_max_worker_port")
+    worker_ports = claim_range(inv, ports, host, span, "ray-worker", instance, "llmserve_ray_min_worker_port")
+    if span:
+        argv += ["--min-worker-port", str(span[0]), "--max-worker-port", str(span[1])]
+    member["port_ranges"] = [worker_ports] if worker_ports else []
+    accelerator = inv.get(host, "llmserve_accelerator")
+    argv += _resources(accelerator, len(ctx["devices"][host]))
+    if is_set(inv, host, "llmserve_ray_num_cpus"):
+        argv += ["--num-cpus", str(inv.integer(host, "llmserve_ray_num_cpus", 1))]
+    argv += ["--disable-usage-stats"] + ctx["start_extra"]
+    env = {"VLLM_HOST_IP": address, "RAY_NODE_IP_ADDRESS": address, "RAY_OVERRIDE_NODE_IP_ADDRESS": address}
+    device_var = DEVICE_ENV.get(accelerator)
+    if device_var and ctx["devices"][host]:
+        env[device_var] = ",".join(str(d) for d in ctx["devices"][host])
+    ifname = inv.get(host, "llmserve_ray_socket_ifname")
+    if ifname:
+        env.update(NCCL_SOCKET_IFNAME=str(ifname), GLOO_SOCKET_IFNAME=str(ifname))
+    env.update(ctx["vllm_env"])
+    secret_env = {}
+    if ctx["auth"]["mode"] == "token":
+        env["RAY_AUTH_MODE"] = "token"
+        secret_env["RAY_AUTH_TOKEN"] = secret(ctx["auth"]["token_variable"], ctx["head"])
+    agent = member["dashboard_agent_port"]
+    member["health"] = [url(address, agent, "/api/local_raylet_healthz")]
+    if is_head:
+        member["health"] = [url(address, member["dashboard_port"], "/api/gcs_healthz")] + member["health"] + [
+            url(address, member["port"], "/health")]
+    member.update(argv=argv, env=env, secret_env=secret_env)
+    return member
+
+
+def _serve(inv, head, member, tp, pp):
+    """vllm serve on the head, run inside its container once every node is alive."""
+    argv = ["vllm", "serve", str(inv.get(head, "llmserve_model"))]
+    served = inv.get(head, "llmserve_served_model_name")
+    if served:
+        argv += ["--served-model-name", str(served)]
+    argv += ["--host", member["address"], "--port", str(member["port"]),
+             "--tensor-parallel-size", str(tp), "--pipeline-parallel-size", str(pp),
+             "--distributed-executor-backend", "ray"]
+    argv += strings(inv, head, "llmserve_vllm_extra_args")
+    for flag in ("--distributed-executor-backend", "--tensor-parallel-size", "--pipeline-parallel-size", "--host", "--port"):
+        if argv.count(flag) > 1 or any(a.startswith(flag + "=") for a in argv):
+            inv.problem(head, "llmserve_vllm_extra_args", "sets %s, which the plan sets; use the plan's variable "
+                        "instead" % flag)
+    return argv, {"RAY_ADDRESS": "%s:%d" % (member["address"], member["gcs_port"])}
+
+
+def plan(inv, ports):
+    heads = inv.groups.get("ray_head", [])
+    workers = [h for h in inv.groups.get("ray_worker", []) if h not in heads]
+    if len(heads) != 1:
+        if heads:
+            inv.problem(None, "ray_head", "has %d hosts (%s); a Ray cluster has exactly one head"
+                        % (len(heads), ", ".join(heads)))
+        else:
+            inv.problem(None, "ray_head", "has no host, but ray_worker has %s; put the Ray head in the ray_head group"
+                        % ", ".join(workers))
+        return dict(instances=[], front_door=None)
+    head = heads[0]
+    not_in_both(inv, "ray_head", "ray_worker", "the head already gives its devices to the cluster; list it in "
+                "ray_head only")
+    nodes = [head] + workers
+    devices = {h: inv.devices(h, "llmserve_devices") for h in nodes}
+    inv.required(head, "llmserve_model", "model path or name vLLM serves (the same path on every node)")
+    image = inv.required(head, "llmserve_image", "vLLM image with Ray, e.g. vllm/vllm-openai:v0.11.0")
+    one_value(inv, nodes, "llmserve_image", head, "every Ray node must run the same Ray and Python "
+              "(`Version mismatch` otherwise); set llmserve_image once for the cluster")
+    one_value(inv, nodes, "llmserve_accelerator", head, "one vLLM engine spans the cluster, so its nodes need the "
+              "same kind of device")
+    tp, pp, total = _parallel(inv, head, devices)
+    ctx = dict(head=head, image=image, devices=devices, auth=_auth(inv, head), start_extra=strings(inv, head, "llmserve_ray_start_extra_args"),
+               vllm_env=mapping(inv, head, "llmserve_vllm_env"))
+    head_member = _member(inv, ports, head, head, dict(ctx, gcs=None))
+    gcs = "%s:%d" % (head_member["address"], head_member["gcs_port"])
+    worker_members = [_member(inv, ports, h, head, dict(ctx, gcs=gcs)) for h in workers]
+    serve_argv, serve_env = _serve(inv, head, head_member, tp, pp)
+    head_member.update(serve_argv=serve_argv, serve_env=serve_env)
+    api = url(head_member["address"], head_member["port"])
+    dashboard = url(head_member["address"], head_member["dashboard_port"])
+    common = dict(cluster="ray", ray_address=gcs, dashboard_url=dashboard, auth=ctx["auth"],
+                  tensor_parallel_size=tp, pipeline_parallel_size=pp, devices_total=total)
+    instances = [dict(name="ray-head", kind="ray_head", hosts=[head], master=head, endpoints=[api],
+                      members=[head_member],
+                      ready=dict(url=dashboard + "/api/v0/nodes", alive_nodes=len(nodes), devices=total,
+                                 command=["ray", "status", "--address", gcs]),
+                      **common)]
+    if workers:
+        # a worker serves no API of its own: its endpoint is the dashboard agent (raylet health, node stats)
+        instances.append(dict(name="ray-worker", kind="ray_worker", hosts=workers, master=workers[0],
+                              endpoints=[url(m["address"], m["dashboard_agent_port"]) for m in worker_members],
+                              members=worker_members, **common))
+    door = dict(kind="vllm-ray", host=head, url=api, backends={"engine": [api]}, health=api + "/health")
+    return dict(instances=instances, front_door=door)

@@ -1,0 +1,493 @@
+"""The cluster systems of the plan: Ray (vLLM over TP x PP), Xinference and GPUStack, good and bad inventories."""
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ansible_collections.llmserve.cluster.plugins.plugin_utils._planner import PlanError, build_plan, wanted_variable
+from plan_inventories import check_contract, flag
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE = "registry.example.com:5000/vllm/vllm-openai:v0.32.0"
+XINF = "registry.example.com:5000/xprobe/xinference:v4.1.0"
+GPUSTACK = "registry.example.com:5000/gpustack/gpustack:v2.3.0"
+SECRET = "s3cr3t-value-that-must-not-leak"
+
+
+def plan_of(groups, hostvars):
+    return build_plan(copy.deepcopy(groups), copy.deepcopy(hostvars))
+
+
+def problems_of(groups, hostvars):
+    with pytest.raises(PlanError) as err:
+        build_plan(copy.deepcopy(groups), copy.deepcopy(hostvars))
+    return [str(p) for p in err.value.problems]
+
+
+def inventory(layout, common=None, **per_host):
+    """layout: {group: [host, ...]}; hosts get addresses 10.7.0.1... in order of first appearance."""
+    hostvars = {}
+    for hosts in layout.values():
+        for host in hosts:
+            if host not in hostvars:
+                hostvars[host] = dict(common or {}, ansible_host="10.7.0.%d" % (len(hostvars) + 1))
+    for host, extra in per_host.items():
+        hostvars[host].update(extra)
+    return {g: list(h) for g, h in layout.items()}, hostvars
+
+
+def the(plan, name):
+    (found,) = [i for i in plan["instances"] if i["name"] == name]
+    return found
+
+
+def listeners(plan, host):
+    return {entry["port"]: entry["service"] for entry in plan["hosts"][host]["listeners"]}
+
+
+def example(name):
+    """An example inventory as the plan action plugin hands it over: groups in order, variables merged."""
+    root = REPO / "inventories" / "examples" / name
+    common = {}
+    for path in sorted((root / "group_vars" / "all").glob("*.yml")):
+        common.update(yaml.safe_load(path.read_text()) or {})
+    groups, hostvars = {}, {}
+    for group, body in yaml.safe_load((root / "hosts.yml").read_text())["all"]["children"].items():
+        for host, own in (body.get("hosts") or {}).items():
+            groups.setdefault(group, []).append(host)
+            hostvars.setdefault(host, dict(common)).update(own or {})
+    return groups, {h: {k: v for k, v in hv.items() if wanted_variable(k)} for h, hv in hostvars.items()}
+
+
+# ================================================================ Ray
+
+RAY_COMMON = dict(llmserve_model="/models/m", llmserve_image=IMAGE, llmserve_devices="0-7")
+
+
+def ray(workers=1, common=None, **per_host):
+    layout = {"ray_head": ["head"], "ray_worker": ["w%d" % i for i in range(workers)]}
+    return inventory(layout, dict(RAY_COMMON, **(common or {})), **per_host)
+
+
+def test_ray_two_nodes_default_to_tp_per_node_and_pp_per_node_count():
+    plan = plan_of(*ray(1))
+    check_contract(plan)
+    head, worker = the(plan, "ray-head"), the(plan, "ray-worker")
+    assert (head["tensor_parallel_size"], head["pipeline_parallel_size"], head["devices_total"]) == (8, 2, 16)
+    hm = head["members"][0]
+    assert hm["argv"][:5] == ["ray", "start", "--block", "--node-ip-address", "10.7.0.1"]
+    assert "--head" in hm["argv"] and flag(hm["argv"], "--port") == "6379"
+    assert flag(hm["argv"], "--dashboard-host") == "10.7.0.1" and flag(hm["argv"], "--dashboard-port") == "8265"
+    assert flag(hm["argv"], "--ray-client-server-port") == "10001" and flag(hm["argv"], "--num-gpus") == "8"
+    assert flag(hm["argv"], "--min-worker-port") == "10002" and flag(hm["argv"], "--max-worker-port") == "10999"
+    assert hm["env"] == {"VLLM_HOST_IP": "10.7.0.1", "RAY_NODE_IP_ADDRESS": "10.7.0.1",
+                         "RAY_OVERRIDE_NODE_IP_ADDRESS": "10.7.0.1", "CUDA_VISIBLE_DEVICES": "0,1,2,3,4,5,6,7"}
+    assert hm["serve_argv"] == ["vllm", "serve", "/models/m", "--host", "10.7.0.1", "--port", "8000",
+                                "--tensor-parallel-size", "8", "--pipeline-parallel-size", "2",
+                                "--distributed-executor-backend", "ray"]
+    assert hm["serve_env"] == {"RAY_ADDRESS": "10.7.0.1:6379"}
+    assert listeners(plan, "head") == {
+        6379: "ray-gcs", 6380: "ray-node-manager", 6381: "ray-object-manager", 6382: "ray-runtime-env-agent",
+        6383: "ray-dashboard-agent-grpc", 8000: "vllm-api", 8080: "ray-metrics", 8265: "ray-dashboard",
+        10001: "ray-client", 52365: "ray-dashboard-agent"}
+    wm = worker["members"][0]
+    assert flag(wm["argv"], "--address") == "10.7.0.1:6379" and "--head" not in wm["argv"]
+    assert wm["env"]["VLLM_HOST_IP"] == wm["env"]["RAY_NODE_IP_ADDRESS"] == "10.7.0.2"
+    assert "serve_argv" not in wm and 8000 not in listeners(plan, "w0") and 6379 not in listeners(plan, "w0")
+    assert wm["port_ranges"] == [{"first": 10002, "last": 10999, "service": "ray-worker"}]
+    assert wm["health"] == ["http://10.7.0.2:52365/api/local_raylet_healthz"]
+    assert hm["health"] == ["http://10.7.0.1:8265/api/gcs_healthz", "http://10.7.0.1:52365/api/local_raylet_healthz",
+                            "http://10.7.0.1:8000/health"]
+    assert head["ready"] == {"url": "http://10.7.0.1:8265/api/v0/nodes", "alive_nodes": 2, "devices": 16,
+                             "command": ["ray", "status", "--address", "10.7.0.1:6379"]}
+    assert plan["front_door"] == {"kind": "vllm-ray", "host": "head", "url": "http://10.7.0.1:8000",
+                                  "backends": {"engine": ["http://10.7.0.1:8000"]},
+                                  "health": "http://10.7.0.1:8000/health"}
+    assert head["auth"] == {"mode": "disabled"} and hm["secret_env"] == {}
+
+
+def test_ray_one_given_size_derives_the_other_and_a_lone_head_is_a_cluster():
+    plan = plan_of(*ray(3, common=dict(llmserve_tensor_parallel_size=4)))
+    head = the(plan, "ray-head")
+    assert (head["tensor_parallel_size"], head["pipeline_parallel_size"]) == (4, 8)
+    plan = plan_of(*ray(1, common=dict(llmserve_pipeline_parallel_size=4)))
+    assert (the(plan, "ray-head")["tensor_parallel_size"], the(plan, "ray-head")["pipeline_parallel_size"]) == (4, 4)
+    plan = plan_of(*ray(0))
+    assert [i["name"] for i in plan["instances"]] == ["ray-head"]
+    assert flag(the(plan, "ray-head")["members"][0]["serve_argv"], "--pipeline-parallel-size") == "1"
+
+
+def test_ray_sizes_that_fit_in_fewer_devices_are_accepted():
+    plan = plan_of(*ray(1, common=dict(llmserve_tensor_parallel_size=4, llmserve_pipeline_parallel_size=2)))
+    assert the(plan, "ray-head")["devices_total"] == 16
+    assert flag(the(plan, "ray-head")["members"][0]["serve_argv"], "--tensor-parallel-size") == "4"
+
+
+def test_ray_token_auth_names_the_vaulted_variable_and_never_its_value():
+    plan = plan_of(*ray(1, common=dict(llmserve_ray_auth_mode="token", llmserve_ray_auth_token=SECRET)))
+    for inst in plan["instances"]:
+        assert inst["auth"] == {"mode": "token", "token_variable": "llmserve_ray_auth_token"}
+        for m in inst["members"]:
+            assert m["env"]["RAY_AUTH_MODE"] == "token"
+            assert m["secret_env"] == {"RAY_AUTH_TOKEN": {"variable": "llmserve_ray_auth_token", "host": "head"}}
+    assert SECRET not in json.dumps(plan)
+
+
+def test_ray_ascend_nodes_announce_npus_and_extra_settings_reach_every_node():
+    plan = plan_of(*ray(1, common=dict(llmserve_accelerator="ascend_a3", llmserve_devices="0-15",
+                                       llmserve_ray_socket_ifname="eth1", llmserve_vllm_env={"NCCL_DEBUG": "INFO"},
+                                       llmserve_ray_client_port=None, llmserve_ray_num_cpus=32,
+                                       llmserve_vllm_extra_args=["--max-model-len", 4096],
+                                       llmserve_served_model_name="big")))
+    for inst in plan["instances"]:
+        m = inst["members"][0]
+        assert flag(m["argv"], "--resources") == '{"NPU":16}' and flag(m["argv"], "--num-gpus") == "0"
+        assert flag(m["argv"], "--num-cpus") == "32"
+        assert m["env"]["ASCEND_RT_VISIBLE_DEVICES"] == ",".join(str(i) for i in range(16))
+        assert m["env"]["NCCL_SOCKET_IFNAME"] == m["env"]["GLOO_SOCKET_IFNAME"] == "eth1"
+        assert m["env"]["NCCL_DEBUG"] == "INFO"
+    head = the(plan, "ray-head")["members"][0]
+    assert "--ray-client-server-port" not in head["argv"] and 10001 not in listeners(plan, "head")
+    assert head["serve_argv"][3:5] == ["--served-model-name", "big"] and head["serve_argv"][-2:] == ["--max-model-len", "4096"]
+
+
+RAY_BAD = {
+    "two heads": (
+        lambda: inventory({"ray_head": ["h0", "h1"], "ray_worker": ["w0"]}, RAY_COMMON),
+        "inventory: ray_head: has 2 hosts (h0, h1); a Ray cluster has exactly one head"),
+    "workers without head": (
+        lambda: inventory({"ray_worker": ["w0", "w1"]}, RAY_COMMON),
+        "inventory: ray_head: has no host, but ray_worker has w0, w1; put the Ray head in the ray_head group"),
+    "TP x PP larger than the cluster": (
+        lambda: ray(1, common=dict(llmserve_tensor_parallel_size=8, llmserve_pipeline_parallel_size=4)),
+        "head: llmserve_tensor_parallel_size: TP 8 x PP 4 = 32 devices, but the Ray cluster has 16 (head: 8, w0: 8); "
+        "lower the sizes or add ray_worker hosts"),
+    "TP that does not divide": (
+        lambda: ray(1, common=dict(llmserve_tensor_parallel_size=3)),
+        "head: llmserve_tensor_parallel_size: 3 does not divide the cluster's 16 devices"),
+    "uneven nodes without sizes": (
+        lambda: ray(1, w0=dict(llmserve_devices="0-3")),
+        "head: llmserve_tensor_parallel_size: the Ray nodes have different device counts (head: 8, w0: 4)"),
+    "missing model": (
+        lambda: ray(1, common=dict(llmserve_model=None)),
+        "head: llmserve_model: is not set; give the model path or name vLLM serves"),
+    "missing image": (
+        lambda: ray(1, common=dict(llmserve_image="")),
+        "head: llmserve_image: is not set; give the vLLM image with Ray"),
+    "two images": (
+        lambda: ray(1, w0=dict(llmserve_image="other:1")),
+        "w0: llmserve_image: 'other:1' differs from '%s' on head; every Ray node must run the same Ray and Python" % IMAGE),
+    "token mode without token": (
+        lambda: ray(1, common=dict(llmserve_ray_auth_mode="token")),
+        "head: llmserve_ray_auth_token: is not set, but llmserve_ray_auth_mode is token"),
+    "unknown auth mode": (
+        lambda: ray(1, common=dict(llmserve_ray_auth_mode="password")),
+        "head: llmserve_ray_auth_mode: 'password' is not one of disabled, token"),
+    "host in head and worker": (
+        lambda: inventory({"ray_head": ["h0"], "ray_worker": ["h0", "w1"]}, RAY_COMMON),
+        "h0: groups: is in both ray_head and ray_worker"),
+    "missing devices": (
+        lambda: ray(1, w0=dict(llmserve_devices=None)),
+        "w0: llmserve_devices: is not set"),
+    "worker range over the vLLM port": (
+        lambda: ray(0, common=dict(llmserve_vllm_port=10005)),
+        "head: llmserve_ray_min_worker_port: range 10002-10999 of ray-worker (ray-head) holds port 10005, already "
+        "taken by vllm-api (ray-head); move one of them"),
+    "worker range backwards": (
+        lambda: ray(0, common=dict(llmserve_ray_min_worker_port=20000, llmserve_ray_max_worker_port=19000)),
+        "head: llmserve_ray_max_worker_port: 19000 is below llmserve_ray_min_worker_port 20000"),
+    "mixed accelerators": (
+        lambda: ray(1, w0=dict(llmserve_accelerator="ascend_a2")),
+        "w0: llmserve_accelerator: 'ascend_a2' differs from 'nvidia' on head"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RAY_BAD))
+def test_ray_bad_inventory(case):
+    build, message = RAY_BAD[case]
+    found = problems_of(*build())
+    assert any(p.startswith(message) for p in found), found
+
+
+# ================================================================ Xinference
+
+XINF_COMMON = dict(llmserve_xinference_image=XINF, llmserve_xinference_admin_password=SECRET)
+
+
+def xinference(workers=("w0", "w1"), common=None, **per_host):
+    layout = {"xinference_supervisor": ["sup"], "xinference_worker": list(workers)}
+    return inventory(layout, dict(XINF_COMMON, **(common or {})), **per_host)
+
+
+def test_xinference_supervisor_and_workers_use_fixed_ports():
+    plan = plan_of(*xinference(w0=dict(llmserve_devices="0-3")))
+    check_contract(plan)
+    sup, workers = the(plan, "xinference-supervisor"), the(plan, "xinference-worker")
+    sm = sup["members"][0]
+    assert sm["argv"] == ["xinference-supervisor", "-H", "10.7.0.1", "-p", "9997", "--supervisor-port", "9999"]
+    assert sm["env"] == {"XINFERENCE_HOME": "/var/lib/xinference"} and sm["health"] == ["http://10.7.0.1:9997/status"]
+    assert listeners(plan, "sup") == {9997: "xinference-api", 9999: "xinference-supervisor-rpc"}
+    w0, w1 = workers["members"]
+    assert w0["argv"] == ["xinference-worker", "-e", "http://10.7.0.1:9997", "-H", "10.7.0.2", "--worker-port", "30001",
+                          "-MH", "10.7.0.2", "--metrics-exporter-port", "30002"]
+    assert w0["env"]["CUDA_VISIBLE_DEVICES"] == "0,1,2,3" and "CUDA_VISIBLE_DEVICES" not in w1["env"]
+    assert listeners(plan, "w1") == {30001: "xinference-worker-rpc", 30002: "xinference-worker-metrics"}
+    assert sup["ready"] == {"url": "http://10.7.0.1:9997/status", "workers": ["10.7.0.2:30001", "10.7.0.3:30001"]}
+    assert sup["auth"] == {"enabled": True, "admin_user": "admin",
+                           "admin_password_variable": "llmserve_xinference_admin_password",
+                           "setup_status_url_path": "/v1/admin/setup/status"}
+    assert plan["front_door"]["url"] == "http://10.7.0.1:9997" and plan["front_door"]["workers"] == sup["ready"]["workers"]
+    assert {m["image"] for i in plan["instances"] for m in i["members"]} == {XINF}
+    assert SECRET not in json.dumps(plan)
+
+
+def test_xinference_auth_off_and_keys_by_name_and_a_supervisor_that_also_serves():
+    plan = plan_of(*xinference(["sup", "w0"], common=dict(llmserve_xinference_auth=False,
+                                                          llmserve_xinference_admin_password=None)))
+    assert the(plan, "xinference-supervisor")["auth"] == {"enabled": False}
+    for inst in plan["instances"]:
+        assert all(m["env"]["XINFERENCE_AUTH_ADVANCED"] == "false" for m in inst["members"])
+    assert listeners(plan, "sup") == {9997: "xinference-api", 9999: "xinference-supervisor-rpc",
+                                      30001: "xinference-worker-rpc", 30002: "xinference-worker-metrics"}
+    plan = plan_of(*xinference(common=dict(llmserve_xinference_auth_jwt_secret_key=SECRET,
+                                           llmserve_xinference_models=[{"model_name": "qwen2.5-instruct",
+                                                                        "model_engine": "vllm"}])))
+    sup = the(plan, "xinference-supervisor")
+    assert sup["members"][0]["secret_env"] == {
+        "XINFERENCE_AUTH_JWT_SECRET_KEY": {"variable": "llmserve_xinference_auth_jwt_secret_key", "host": "sup"}}
+    assert sup["models"] == [{"model_name": "qwen2.5-instruct", "model_engine": "vllm"}]
+    assert SECRET not in json.dumps(plan)
+
+
+XINF_BAD = {
+    "two supervisors": (
+        lambda: inventory({"xinference_supervisor": ["s0", "s1"], "xinference_worker": ["w0"]}, XINF_COMMON),
+        "inventory: xinference_supervisor: has 2 hosts (s0, s1); Xinference supervisor runs on exactly one host"),
+    "workers without supervisor": (
+        lambda: inventory({"xinference_worker": ["w0"]}, XINF_COMMON),
+        "inventory: xinference_supervisor: has no host, but xinference_worker has w0"),
+    "supervisor without workers": (
+        lambda: xinference([]),
+        "inventory: xinference_worker: has no host; the supervisor runs no model itself"),
+    "missing image": (
+        lambda: xinference(common=dict(llmserve_xinference_image=None)),
+        "sup: llmserve_xinference_image: is not set; give the Xinference image"),
+    "auth without admin password": (
+        lambda: xinference(common=dict(llmserve_xinference_admin_password=None)),
+        "sup: llmserve_xinference_admin_password: is not set, but llmserve_xinference_auth is on"),
+    "worker port on the supervisor's port": (
+        lambda: xinference(["sup"], common=dict(llmserve_xinference_worker_port=9997)),
+        "sup: llmserve_xinference_worker_port: port 9997 of xinference-worker-rpc (xinference-worker) is already "
+        "taken by xinference-api (xinference-supervisor); move one of them"),
+    "two images": (
+        lambda: xinference(w1=dict(llmserve_xinference_image="xprobe/xinference:v3.0.0")),
+        "w1: llmserve_xinference_image: 'xprobe/xinference:v3.0.0' differs"),
+    "models without names": (
+        lambda: xinference(common=dict(llmserve_xinference_models=[{"model_engine": "vllm"}])),
+        "sup: llmserve_xinference_models: must be a list of launch requests"),
+    "auth not a boolean": (
+        lambda: xinference(common=dict(llmserve_xinference_auth="maybe")),
+        "sup: llmserve_xinference_auth: must be true or false, got 'maybe'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(XINF_BAD))
+def test_xinference_bad_inventory(case):
+    build, message = XINF_BAD[case]
+    found = problems_of(*build())
+    assert any(p.startswith(message) for p in found), found
+
+
+# ================================================================ GPUStack
+
+GPS_COMMON = dict(llmserve_gpustack_image=GPUSTACK)
+GPS_HA = dict(GPS_COMMON, llmserve_gpustack_token=SECRET, llmserve_gpustack_jwt_secret_key=SECRET,
+              llmserve_gpustack_bootstrap_password=SECRET, llmserve_gpustack_distributed_coordinator=True,
+              llmserve_gpustack_database_password=SECRET)
+
+
+def gpustack(servers=("s0",), workers=("w0",), db_hosts=(), lb_hosts=(), common=None, **per_host):
+    layout = {"gpustack_server": list(servers), "gpustack_worker": list(workers), "gpustack_database": list(db_hosts),
+              "gpustack_lb": list(lb_hosts)}
+    return inventory(layout, dict(GPS_COMMON, **(common or {})), **per_host)
+
+
+def test_gpustack_single_server_keeps_its_embedded_database_and_hands_out_its_token_file():
+    plan = plan_of(*gpustack(workers=("w0", "w1")))
+    check_contract(plan)
+    server, workers = the(plan, "gpustack-server"), the(plan, "gpustack-worker")
+    sm = server["members"][0]
+    assert sm["keep_image_entrypoint"] and sm["argv"][:2] == ["--data-dir", "/var/lib/gpustack"]
+    for name, value in (("--port", "80"), ("--api-port", "30080"), ("--proxy-port", "30079"),
+                        ("--metrics-port", "10161"), ("--database-port", "5432"), ("--advertise-address", "10.7.0.1")):
+        assert flag(sm["argv"], name) == value, name
+    assert "--server-external-url" not in sm["argv"] and sm["secret_env"] == {}
+    assert listeners(plan, "s0")[5432] == "gpustack-embedded-postgresql"
+    assert listeners(plan, "s0")[30080] == "gpustack-api" and listeners(plan, "s0")[15000] == "gpustack-gateway"
+    assert sm["health"] == ["http://10.7.0.1:80/healthz", "http://10.7.0.1:80/readyz"]
+    wm = workers["members"][0]
+    assert flag(wm["argv"], "--server-url") == "http://10.7.0.1:80" and flag(wm["argv"], "--worker-name") == "w0"
+    assert flag(wm["argv"], "--service-port-range") == "40000-40063" and flag(wm["argv"], "--ray-port-range") == "41000-41999"
+    assert wm["privileged"] and wm["runtime"] == "nvidia" and "/var/run/docker.sock:/var/run/docker.sock" in wm["volumes"]
+    assert wm["secret_env"] == {"GPUSTACK_TOKEN": {"host": "s0", "file": "/var/lib/gpustack/token"}}
+    assert wm["port_ranges"] == [{"first": 40000, "last": 40063, "service": "gpustack-inference"},
+                                 {"first": 41000, "last": 41999, "service": "gpustack-ray"}]
+    assert listeners(plan, "w0") == {10150: "gpustack-worker", 10151: "gpustack-worker-metrics"}
+    assert wm["health"] == ["http://10.7.0.2:10150/healthz"]
+    assert server["high_availability"] is False and server["database"] == "embedded"
+    assert server["ready"]["workers"] == ["w0", "w1"]
+    assert plan["front_door"] == {"kind": "gpustack", "host": "s0", "url": "http://10.7.0.1:80",
+                                  "backends": {"server": ["http://10.7.0.1:80"]}, "external_url": None,
+                                  "health": "http://10.7.0.1:80/readyz"}
+
+
+def test_gpustack_ha_with_database_host_and_load_balancer():
+    plan = plan_of(*gpustack(("s0", "s1"), ("w0",), db_hosts=("db",), lb_hosts=("lb",), common=GPS_HA))
+    db = the(plan, "gpustack-database")["members"][0]
+    assert db["argv"] == ["postgres", "-p", "5432", "-c", "listen_addresses=10.7.0.4"]
+    assert db["env"] == {"POSTGRES_DB": "gpustack", "POSTGRES_USER": "gpustack"}
+    assert db["secret_env"] == {"POSTGRES_PASSWORD": {"variable": "llmserve_gpustack_database_password", "host": "db"}}
+    assert listeners(plan, "db") == {5432: "postgresql"}
+    server = the(plan, "gpustack-server")
+    assert server["high_availability"] and server["server_url"] == "http://10.7.0.5:80"
+    for m, host in zip(server["members"], ("s0", "s1")):
+        assert flag(m["argv"], "--server-external-url") == "http://10.7.0.5:80" and "--database-port" not in m["argv"]
+        assert 5432 not in listeners(plan, host)
+        assert m["env"]["GPUSTACK_SERVER_ID"] == host
+        assert m["secret_env"] == {
+            "GPUSTACK_DATABASE_URL": {"variable": "llmserve_gpustack_database_password", "host": "db",
+                                      "format": "postgresql://gpustack:{}@10.7.0.4:5432/gpustack"},
+            "GPUSTACK_TOKEN": {"variable": "llmserve_gpustack_token", "host": "s0"},
+            "GPUSTACK_JWT_SECRET_KEY": {"variable": "llmserve_gpustack_jwt_secret_key", "host": "s0"},
+            "GPUSTACK_BOOTSTRAP_PASSWORD": {"variable": "llmserve_gpustack_bootstrap_password", "host": "s0"}}
+    wm = the(plan, "gpustack-worker")["members"][0]
+    assert flag(wm["argv"], "--server-url") == "http://10.7.0.5:80"
+    assert wm["secret_env"] == {"GPUSTACK_TOKEN": {"variable": "llmserve_gpustack_token", "host": "s0"}}
+    door = plan["front_door"]
+    assert (door["kind"], door["host"], door["url"], door["backend_health_path"]) == (
+        "gpustack-lb", "lb", "http://10.7.0.5:80", "/readyz")
+    assert door["backends"] == {"server": ["http://10.7.0.1:80", "http://10.7.0.2:80"]}
+    assert listeners(plan, "lb") == {80: "gpustack-lb"}
+    assert SECRET not in json.dumps(plan)
+
+
+def test_gpustack_ha_behind_an_existing_load_balancer_and_database():
+    common = dict(GPS_HA, llmserve_gpustack_database_url="mysql://u:%s@db.example:3306/gpustack" % SECRET,
+                  llmserve_gpustack_server_url="https://gpustack.example.com/", llmserve_gpustack_builtin_observability=False)
+    plan = plan_of(*gpustack(("s0", "s1", "s2"), ("w0", "s2"), common=common))
+    check_contract(plan)
+    server = the(plan, "gpustack-server")
+    assert server["database"] == "external" and server["server_url"] == "https://gpustack.example.com"
+    for m in server["members"]:
+        assert m["secret_env"]["GPUSTACK_DATABASE_URL"] == {"variable": "llmserve_gpustack_database_url", "host": "s0"}
+        assert "--disable-builtin-observability" in m["argv"] and "--builtin-prometheus-port" not in m["argv"]
+    assert 19090 not in listeners(plan, "s0")
+    # s2 is a server and a worker: two containers with their own data directories and ports
+    assert {10150, 80} <= set(listeners(plan, "s2"))
+    assert [m["host"] for m in the(plan, "gpustack-worker")["members"]] == ["w0", "s2"]
+    assert plan["front_door"]["external_url"] == "https://gpustack.example.com" and plan["front_door"]["host"] == "s0"
+    assert SECRET not in json.dumps(plan)
+
+
+GPS_BAD = {
+    "HA without a database": (
+        lambda: gpustack(("s0", "s1"), lb_hosts=("lb",), common=dict(GPS_HA)),
+        "s0: llmserve_gpustack_database_url: 2 gpustack_server hosts (HA) need one shared database"),
+    "HA without a load balancer": (
+        lambda: gpustack(("s0", "s1"), db_hosts=("db",), common=GPS_HA),
+        "inventory: gpustack_lb: 2 gpustack_server hosts (HA) need one address for users and workers"),
+    "HA without a shared token": (
+        lambda: gpustack(("s0", "s1"), db_hosts=("db",), lb_hosts=("lb",), common=dict(GPS_HA, llmserve_gpustack_token=None)),
+        "s0: llmserve_gpustack_token: is not set; 2 servers (HA) must share the registration token"),
+    "HA without a JWT key": (
+        lambda: gpustack(("s0", "s1"), db_hosts=("db",), lb_hosts=("lb",), common=dict(GPS_HA, llmserve_gpustack_jwt_secret_key="")),
+        "s0: llmserve_gpustack_jwt_secret_key: is not set; 2 servers (HA) must share the JWT key"),
+    "HA without a coordinator plugin": (
+        lambda: gpustack(("s0", "s1"), db_hosts=("db",), lb_hosts=("lb",),
+                         common=dict(GPS_HA, llmserve_gpustack_distributed_coordinator=False)),
+        "s0: llmserve_gpustack_distributed_coordinator: is false, but 2 gpustack_server hosts need a coordinator plugin"),
+    "unreleased server_urls": (
+        lambda: gpustack(common=dict(llmserve_gpustack_server_urls=["http://a", "http://b"])),
+        "s0: llmserve_gpustack_server_urls: comes from GPUStack's unmerged pull request #4358"),
+    "unreleased flag in extra args": (
+        lambda: gpustack(common=dict(llmserve_gpustack_server_extra_args=["--scheduling-mode=distributed"])),
+        "s0: llmserve_gpustack_server_extra_args: --scheduling-mode comes from GPUStack's unmerged pull request"),
+    "unreleased key in env": (
+        lambda: gpustack(common=dict(llmserve_gpustack_env={"GPUSTACK_COORDINATOR_URL": "http://c"})),
+        "s0: llmserve_gpustack_env: GPUSTACK_COORDINATOR_URL comes from GPUStack's unmerged pull request"),
+    "database URL and database host": (
+        lambda: gpustack(db_hosts=("db",), common=dict(GPS_HA, llmserve_gpustack_database_url="postgresql://x@y/z")),
+        "db: llmserve_gpustack_database_url: is set and gpustack_database has a host; use one"),
+    "database URL of another kind": (
+        lambda: gpustack(common=dict(llmserve_gpustack_database_url="sqlite:///%s.db" % SECRET)),
+        "s0: llmserve_gpustack_database_url: must start with postgresql:// or mysql://"),
+    "database host without password": (
+        lambda: gpustack(db_hosts=("db",)),
+        "db: llmserve_gpustack_database_password: is not set"),
+    "workers without server": (
+        lambda: gpustack((), ("w0",), lb_hosts=("lb",)),
+        "inventory: gpustack_server: has no host, but gpustack_worker and gpustack_lb have hosts"),
+    "missing image": (
+        lambda: gpustack(common=dict(llmserve_gpustack_image=None)),
+        "s0: llmserve_gpustack_image: is not set; give the GPUStack v2 image"),
+    "v0 image": (
+        lambda: gpustack(common=dict(llmserve_gpustack_image="gpustack/gpustack:v0.7.1")),
+        "s0: llmserve_gpustack_image: 'gpustack/gpustack:v0.7.1' is GPUStack v0.x"),
+    "two load balancers": (
+        lambda: gpustack(lb_hosts=("lb0", "lb1")),
+        "inventory: gpustack_lb: has 2 hosts (lb0, lb1); load balancer in front of the GPUStack servers runs on exactly"),
+    "same server id twice": (
+        lambda: gpustack(("s0", "s1"), db_hosts=("db",), lb_hosts=("lb",), common=dict(GPS_HA, llmserve_gpustack_server_id="one")),
+        "s1: llmserve_gpustack_server_id: 'one' is also s0's; every server needs its own id"),
+    "inference range over the worker port": (
+        lambda: gpustack(common=dict(llmserve_gpustack_service_ports="10100-10199")),
+        "w0: llmserve_gpustack_service_ports: range 10100-10199 of gpustack-inference (gpustack-worker) holds port "
+        "10150, already taken by gpustack-worker (gpustack-worker); move one of them"),
+    "load balancer on a server's machine": (
+        lambda: gpustack(lb_hosts=("lb",), lb=dict(ansible_host="10.7.0.1")),
+        "s0: llmserve_gpustack_port: port 80 of gpustack-http (gpustack-server) is already taken by gpustack-lb "
+        "(gpustack-lb) on lb (same address); move one of them"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GPS_BAD))
+def test_gpustack_bad_inventory(case):
+    build, message = GPS_BAD[case]
+    found = problems_of(*build())
+    assert any(p.startswith(message) for p in found), found
+    assert not any(SECRET in p for p in found), found
+
+
+# ================================================================ across systems and the examples
+
+def test_a_ray_node_beside_a_gpustack_worker_is_caught_on_the_shared_machine():
+    groups, hostvars = inventory({"ray_head": ["head"], "gpustack_server": ["s0"], "gpustack_worker": ["gw"]},
+                                 dict(RAY_COMMON, **GPS_COMMON), gw=dict(ansible_host="10.7.0.1"))
+    found = problems_of(groups, hostvars)
+    assert any(p.startswith("head: llmserve_ray_min_worker_port: range 10002-10999 of ray-worker (ray-head) holds port "
+                            "10150, already taken by gpustack-worker (gpustack-worker) on gw (same address)")
+               for p in found), found
+
+
+def test_example_ray_tp_pp():
+    plan = plan_of(*example("ray_tp_pp"))
+    head = the(plan, "ray-head")
+    assert (head["tensor_parallel_size"], head["pipeline_parallel_size"], head["devices_total"]) == (8, 2, 16)
+    assert the(plan, "ray-worker")["members"][0]["env"]["NCCL_SOCKET_IFNAME"] == "eth1"
+
+
+def test_example_xinference():
+    plan = plan_of(*example("xinference"))
+    assert the(plan, "xinference-supervisor")["ready"]["workers"] == ["10.3.0.11:30001", "10.3.0.12:30001"]
+    assert the(plan, "xinference-supervisor")["models"][0]["model_name"] == "qwen2.5-instruct"
+    assert "change-me" not in json.dumps(plan)
+
+
+def test_example_gpustack_ha():
+    plan = plan_of(*example("gpustack_ha"))
+    server = the(plan, "gpustack-server")
+    assert server["high_availability"] and server["database"] == "external" and len(server["hosts"]) == 2
+    assert plan["front_door"]["kind"] == "gpustack-lb" and len(the(plan, "gpustack-worker")["hosts"]) == 3
+    assert "change-me" not in json.dumps(plan)
