@@ -1,7 +1,7 @@
 """The inventory plugin llmserve.cluster.topology.
 
 Golden tests in netbox's style: `ansible-inventory --list` of every tests/unit/topology/*.topology.yml
-(and of the examples in inventories/examples/topology) must equal tests/unit/topology/<name>.json;
+(and of the examples in inventories/examples/topology_*) must equal tests/unit/topology/<name>.json;
 LLMSERVE_REGENERATE_GOLDEN=1 rewrites those files from the current output (review the diff!).
 Then the pure expansion, every wrong file in tests/unit/topology/bad with the messages its
 `# expect:` lines name, and the planner fed by a topology file.
@@ -19,7 +19,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / ".venv" / "bin"
 HERE = REPO / "tests" / "unit" / "topology"
-EXAMPLES = REPO / "inventories" / "examples" / "topology"
+EXAMPLES = REPO / "inventories" / "examples"
 REGENERATE = os.environ.get("LLMSERVE_REGENERATE_GOLDEN") == "1"
 
 if str(REPO / ".collections") not in sys.path:      # conftest.py does this too, when it is there
@@ -29,7 +29,7 @@ from ansible_collections.llmserve.cluster.plugins.plugin_utils._topology import 
 
 GOLDEN = [(p, HERE / (p.name[:-len(".topology.yml")] + ".json")) for p in sorted(HERE.glob("*.topology.yml"))]
 GOLDEN += [(p, HERE / ("example_" + p.name[:-len(".topology.yml")] + ".json"))
-           for p in sorted(EXAMPLES.glob("*.topology.yml"))]
+           for p in sorted(EXAMPLES.glob("topology_*/*.topology.yml"))]
 BAD = sorted((HERE / "bad").glob("*.topology.yml"))
 
 
@@ -75,7 +75,7 @@ def load(path):
 
 
 def test_2p1d_example_expands_in_host_order():
-    inv = expand(load(EXAMPLES / "2p1d.topology.yml"))
+    inv = expand(load(EXAMPLES / "topology_2p1d" / "2p1d.topology.yml"))
     assert inv["groups"] == {"prefill": ["gpu-p0", "gpu-p1"], "decode": ["gpu-d0"], "proxy": ["router0"]}
     assert [(i["name"], i["hosts"]) for i in inv["instances"]] == [
         ("prefill-0", ["gpu-p0"]), ("prefill-1", ["gpu-p1"]), ("decode-0", ["gpu-d0"])]
@@ -90,7 +90,7 @@ def test_2p1d_example_expands_in_host_order():
 
 
 def test_multi_host_instance_shares_llmserve_instance():
-    inv = expand(load(EXAMPLES / "2p1d_multinode_decode.topology.yml"))
+    inv = expand(load(EXAMPLES / "topology_multinode_decode" / "2p1d_multinode_decode.topology.yml"))
     assert inv["groups"]["decode"] == ["gpu03", "gpu04"]
     assert inv["hosts"]["gpu03"]["llmserve_instance"] == inv["hosts"]["gpu04"]["llmserve_instance"] == "0"
     assert inv["hosts"]["gpu04"]["ansible_host"] == "10.2.0.14"
@@ -177,7 +177,7 @@ def test_wrong_file_fails_ansible_inventory_with_its_message(path):
 
 def test_file_not_named_topology_is_declined(tmp_path):
     source = tmp_path / "cluster.yml"
-    source.write_text((EXAMPLES / "2p1d.topology.yml").read_text())
+    source.write_text((EXAMPLES / "topology_2p1d" / "2p1d.topology.yml").read_text())
     res = ansible("ansible-inventory", "-i", source, "--list")
     assert res.returncode != 0
     assert "could not be verified by inventory plugin 'llmserve.cluster.topology'" in flat(res.stderr)
@@ -202,10 +202,10 @@ def test_jinja_is_literal_outside_vars_and_templated_inside(tmp_path):
 # ---------------------------------------------------------------- the planner reads the expanded inventory
 
 @pytest.mark.parametrize("source, instances, door", [
-    ("2p1d.topology.yml",
+    ("topology_2p1d/2p1d.topology.yml",
      {"prefill-0": ["gpu-p0"], "prefill-1": ["gpu-p1"], "decode-0": ["gpu-d0"]},
      ("router0", "http://10.1.0.10:10001", 2, 1)),
-    ("2p1d_multinode_decode.topology.yml",
+    ("topology_multinode_decode/2p1d_multinode_decode.topology.yml",
      {"prefill-0": ["gpu01"], "prefill-1": ["gpu02"], "decode-0": ["gpu03", "gpu04"]},
      ("gpu01", "http://10.2.0.11:10001", 2, 1)),
 ])
@@ -219,7 +219,7 @@ def test_plan_from_topology(tmp_path, source, instances, door):
     front = plan["front_door"]
     assert (front["host"], front["url"], len(front["backends"]["prefill"]), len(front["backends"]["decode"])) == door
     by_name = {i["name"]: i for i in plan["instances"]}
-    if source.startswith("2p1d_multinode"):
+    if "multinode" in source:
         decode = by_name["decode-0"]
         assert decode["data_parallel_size"] == 16 and decode["master"] == "gpu03"
         assert [m["headless"] for m in decode["members"]] == [False, True]
