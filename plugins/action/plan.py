@@ -50,15 +50,22 @@ class ActionModule(ActionBase):
 
 
 def summary(plan):
-    """One line per instance member (its listeners, as the plan's hosts list them) and front door."""
+    """One line per instance and host (its containers, devices, ranks and listeners) and per front door."""
     lines = []
     for inst in plan["instances"]:
+        by_host = {}
         for m in inst["members"]:
-            ports = [lis["port"] for lis in plan["hosts"][m["host"]]["listeners"] if lis["instance"] == inst["name"]]
-            ranks = " ranks %d+%d" % (m["dp_start_rank"], m["local_dp"]) if "local_dp" in m else ""
-            lines.append("%s %s on %s (%s) devices %s%s ports %s" % (
-                inst["name"], inst["kind"], m["host"], m["address"], format_numbers(m.get("devices") or []) or "-",
-                ranks, format_numbers(ports) or "none"))
+            by_host.setdefault(m["host"], []).append(m)
+        for host, members in by_host.items():
+            ports = [lis["port"] for lis in plan["hosts"][host]["listeners"] if lis["instance"] == inst["name"]]
+            devices = {d for m in members for d in m.get("devices") or []}
+            ranks = {r for m in members if "local_dp" in m and "dp_start_rank" in m
+                     for r in range(m["dp_start_rank"], m["dp_start_rank"] + m["local_dp"])}
+            lines.append("%s %s on %s (%s)%s devices %s%s ports %s" % (
+                inst["name"], inst["kind"], host, members[0]["address"],
+                " %d containers" % len(members) if len(members) > 1 else "",
+                format_numbers(devices) or "-", " ranks %s" % format_numbers(ranks) if ranks else "",
+                format_numbers(ports) or "none"))
     for door in plan.get("front_doors", []):
         lines.append("front door %s on %s at %s: %s" % (door["kind"], door["host"], door["url"], ", ".join(
             "%d %s" % (len(urls), side) for side, urls in sorted(door["backends"].items()))))

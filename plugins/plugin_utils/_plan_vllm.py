@@ -6,9 +6,16 @@ Two inventory shapes:
 - llmserve's: groups ``prefill``, ``decode`` and ``proxy``. A host is one instance unless hosts of
   a role share ``llmserve_instance``; then they are one instance whose data-parallel ranks span
   them (the first host in inventory order is the master and serves the API).
-- omni-infer's: groups ``P``, ``D`` and ``C``. P hosts sharing ``host_ip`` are one instance (one TP
-  group over all their devices); all D hosts are one instance with one API server per device on
-  consecutive ports; the C host runs the front door on ``proxy_port + node_rank``.
+- omni-infer's: groups ``P``, ``D`` and ``C``. P hosts sharing ``host_ip`` are one instance, one TP
+  group over all their devices: vLLM's multi-node mp launch (``--nnodes``, ``--node-rank``,
+  ``--master-addr host_ip``, ``--master-port node_port``), API on the host at ``host_ip`` only. All D
+  hosts are one instance run as vLLM's external-LB data parallel: one container per device (TP 1,
+  ``--data-parallel-rank`` = its global rank, ``--port api_port + i``), rank 0 on the host at
+  ``host_ip`` serving the DP RPC port ``node_port``. The C host runs the front door on
+  ``proxy_port + node_rank``.
+
+Members are containers: one per host for llmserve's shape and omni-infer's P, one per device for
+omni-infer's D. Every port a member's argv makes vLLM open is a listener of the plan, and back.
 """
 
 from __future__ import annotations
@@ -42,6 +49,9 @@ DEFAULTS.update({
     "llmserve_vllm_extra_args": [],
     "llmserve_vllm_env": {},
 })
+# how an instance's members run: native internal-LB data parallel (one member per host), one TP group
+# over several nodes (omni-infer's P), external-LB data parallel (omni-infer's D, one member per device)
+INTERNAL_DP, TP_NODES, EXTERNAL_DP = "internal_dp", "tp_nodes", "external_dp"
 
 
 class Instance:
@@ -51,9 +61,9 @@ class Instance:
         self.name, self.kind, self.hosts = name, kind, hosts
         self.devices = {}       # host -> [device ids]
         self.device_var = {}    # host -> the variable its devices came from, for messages
-        self.tp_spans_hosts = False   # omni-infer's multi-node P: one TP group over every host's devices
+        self.layout = INTERNAL_DP
         self.tp = self.pp = 1
-        self.members = []       # one entry per host, in rank order
+        self.members = []       # one entry per container, in rank order (hosts in self.hosts order)
 
     @property
     def master(self):
@@ -110,7 +120,7 @@ def _omni_instances(inv):
             inst.devices[host] = inv.devices(host, "ascend_rt_visible_devices")
         # a multi-node P is one TP group over all its devices; D runs TP 1, one rank per device
         inst.tp = sum(len(d) for d in inst.devices.values()) if kind == "vllm_prefill" else 1
-        inst.tp_spans_hosts = kind == "vllm_prefill"
+        inst.layout = TP_NODES if kind == "vllm_prefill" else EXTERNAL_DP
         instances.append(inst)
     return instances
 
@@ -136,8 +146,16 @@ def _check(inv, instances, door_group):
                     inv.problem(host, inst.device_var[host], "device %d is given to both %s and %s; give each "
                                 "instance its own devices%s" % (dev, first, inst.name, hint))
         group = inst.tp * inst.pp
+        counts = {host: len(devs) for host, devs in inst.devices.items() if devs}
+        if inst.layout == TP_NODES and inst.master in counts:
+            # vLLM splits the TP group evenly over --nnodes: every host brings the same number of devices
+            for host in inst.hosts[1:]:
+                if counts.get(host, counts[inst.master]) != counts[inst.master]:
+                    inv.problem(host, inst.device_var[host], "%s: %d devices here but %d on %s; the hosts of a "
+                                "multi-node prefill instance (same host_ip) need the same number of devices"
+                                % (inst.name, counts[host], counts[inst.master], inst.master))
         for host, devs in inst.devices.items():
-            if devs and len(devs) % group and not inst.tp_spans_hosts:
+            if devs and len(devs) % group and inst.layout == INTERNAL_DP:
                 inv.problem(host, "llmserve_tensor_parallel_size",
                             "%s: %d devices on this host cannot be split into groups of TP %d x PP %d; "
                             "give a multiple of %d devices or change the sizes"
@@ -179,15 +197,18 @@ def _native_ports(inv, ports, instances):
     slots = {}
     for inst in sorted(instances, key=lambda i: i.name):
         connector = inv.get(inst.master, "llmserve_kv_connector")
+        dp = sum(len(inst.devices[h]) // (inst.tp * inst.pp) for h in inst.hosts)
         for host in inst.hosts:
             slot = slots.setdefault(host, {"api": 0, "rpc": 0, "nixl": 0})
             local_dp = len(inst.devices[host]) // (inst.tp * inst.pp)
-            member = dict(host=host, address=inv.address(host), headless=host != inst.master, local_dp=local_dp)
+            member = dict(host=host, address=inv.address(host), headless=host != inst.master, local_dp=local_dp,
+                          devices=inst.devices[host])
             if host == inst.master:
                 member["port"] = ports.claim(host, inv.integer(host, "llmserve_vllm_port", 1) + slot["api"],
                                              "vllm-api", inst.name, "llmserve_vllm_port")
                 slot["api"] += 1
-                if len(inst.hosts) > 1:
+                # DP > 1 always gets its own RPC port: vLLM's default (29550) is the same for every instance
+                if len(inst.hosts) > 1 or dp > 1:
                     member["dp_rpc_port"] = ports.claim(
                         host, inv.integer(host, "llmserve_vllm_dp_rpc_port", 1) + slot["rpc"], "vllm-dp-rpc",
                         inst.name, "llmserve_vllm_dp_rpc_port")
@@ -204,9 +225,10 @@ def _native_ports(inv, ports, instances):
 def _omni_ports(inv, ports, instances):
     """omni-infer's formulas: P node_port = global_port_base + port_offset.P + kv_rank and api_port =
     base_api_port + port_offset.P + kv_rank; D node_port = global_port_base + port_offset.D and
-    api_port = base_api_port + port_offset.D + node_rank, one API server per device from there."""
+    api_port = base_api_port + port_offset.D + node_rank, one API server (container) per device from there."""
     for inst in instances:
         role = "P" if inst.kind == "vllm_prefill" else "D"
+        dp = sum(len(d) for d in inst.devices.values()) if role == "D" else 1
         for host in inst.hosts:
             offsets = inv.get(host, "port_offset") or {}
             try:
@@ -225,18 +247,29 @@ def _omni_ports(inv, ports, instances):
                 api_port = inv.integer(host, "api_port", 1)
             else:
                 api_port = inv.integer(host, "base_api_port", 1) + offset + rank
-            devices = inst.devices[host]
-            member = dict(host=host, address=inv.address(host), headless=host != inst.master,
-                          local_dp=len(devices) if role == "D" else (1 if host == inst.master else 0))
-            if host == inst.master:
-                member["dp_rpc_port"] = ports.claim(host, node_port, "vllm-dp-rpc", inst.name, "node_port")
-            if role == "D":
-                member["api_ports"] = [ports.claim(host, api_port + i, "vllm-api", inst.name, "api_port")
-                                       for i in range(len(devices))]
-                member["port"] = api_port
-            elif host == inst.master:
-                member["port"] = ports.claim(host, api_port, "vllm-api", inst.name, "api_port")
-            inst.members.append(member)
+            address, devices = inv.address(host), inst.devices[host]
+            if role == "P":
+                # one container per host; the host at host_ip serves the API and the TP group's master port
+                member = dict(host=host, address=address, headless=host != inst.master,
+                              local_dp=1 if host == inst.master else 0, devices=devices)
+                if host == inst.master:
+                    if len(inst.hosts) > 1:
+                        member["master_port"] = ports.claim(host, node_port, "vllm-master", inst.name, "node_port")
+                    else:   # a single-node P opens no node_port; it stays held as omni-infer reserves it
+                        member["node_port"] = ports.claim(host, node_port, "omni-node-port", inst.name, "node_port")
+                    member["port"] = ports.claim(host, api_port, "vllm-api", inst.name, "api_port")
+                inst.members.append(member)
+                continue
+            # D: one container per device, each its own API server and data-parallel rank
+            for i, device in enumerate(devices):
+                member = dict(host=host, address=address, headless=False, local_dp=1, devices=[device])
+                if host == inst.master and i == 0:   # rank 0 serves the DP RPC port the other ranks dial
+                    if dp > 1:
+                        member["dp_rpc_port"] = ports.claim(host, node_port, "vllm-dp-rpc", inst.name, "node_port")
+                    else:
+                        member["node_port"] = ports.claim(host, node_port, "omni-node-port", inst.name, "node_port")
+                member["port"] = ports.claim(host, api_port + i, "vllm-api", inst.name, "api_port")
+                inst.members.append(member)
 
 
 # ---------------------------------------------------------------- processes
@@ -253,12 +286,40 @@ def _kv_config(inv, inst):
     return config
 
 
+def _parallel_args(inst, member, start, dp):
+    """The parallelism flags of one member: how it joins the other members of its instance."""
+    head = inst.members[0]
+    args = ["--tensor-parallel-size", str(inst.tp), "--pipeline-parallel-size", str(inst.pp)]
+    if inst.layout == TP_NODES:
+        if len(inst.hosts) > 1:   # vLLM's multi-node mp: one TP group over --nnodes hosts
+            args += ["--nnodes", str(len(inst.hosts)), "--node-rank", str(inst.hosts.index(member["host"])),
+                     "--master-addr", head["address"], "--master-port", str(head["master_port"])]
+            if member["headless"]:
+                args.append("--headless")
+        return args
+    if inst.layout == EXTERNAL_DP:
+        if dp > 1:   # one vLLM per rank behind the front door; --data-parallel-rank implies external LB
+            args += ["--data-parallel-size", str(dp), "--data-parallel-rank", str(start),
+                     "--data-parallel-address", head["address"], "--data-parallel-rpc-port", str(head["dp_rpc_port"])]
+        return args
+    if dp > 1 or len(inst.members) > 1:
+        args += ["--data-parallel-size", str(dp)]
+    if len(inst.members) > 1:
+        args += ["--data-parallel-size-local", str(member["local_dp"]),
+                 "--data-parallel-address", head["address"],
+                 "--data-parallel-rpc-port", str(head["dp_rpc_port"])]
+        if member["headless"]:
+            args += ["--headless", "--data-parallel-start-rank", str(start)]
+    elif dp > 1:
+        args += ["--data-parallel-rpc-port", str(head["dp_rpc_port"])]
+    return args
+
+
 def _processes(inv, inst):
     """argv, env and container of each member: the roles render these, they compute nothing."""
     model = inv.get(inst.master, "llmserve_model")
     served = inv.get(inst.master, "llmserve_served_model_name")
     dp = sum(m["local_dp"] for m in inst.members)
-    master = inst.members[0]
     kv = json.dumps(_kv_config(inv, inst), sort_keys=True, separators=(",", ":"))
     start = 0
     for member in inst.members:
@@ -268,34 +329,28 @@ def _processes(inv, inst):
             argv += ["--served-model-name", str(served)]
         if not member["headless"]:
             argv += ["--host", member["address"], "--port", str(member["port"])]
-        argv += ["--tensor-parallel-size", str(inst.tp), "--pipeline-parallel-size", str(inst.pp)]
-        if dp > 1 or len(inst.members) > 1:
-            argv += ["--data-parallel-size", str(dp)]
-        if len(inst.members) > 1:
-            argv += ["--data-parallel-size-local", str(member["local_dp"]),
-                     "--data-parallel-address", master["address"],
-                     "--data-parallel-rpc-port", str(master["dp_rpc_port"])]
-            if member["headless"]:
-                argv += ["--headless", "--data-parallel-start-rank", str(start)]
+        argv += _parallel_args(inst, member, start, dp)
         argv += ["--kv-transfer-config", kv]
         argv += [str(a) for a in inv.get(inst.master, "llmserve_vllm_extra_args") or []]
         env = {"VLLM_HOST_IP": member["address"]}
         device_var = DEVICE_ENV.get(inv.get(host, "llmserve_accelerator"))
-        if device_var and inst.devices[host]:
-            env[device_var] = ",".join(str(d) for d in inst.devices[host])
+        if device_var and member["devices"]:
+            env[device_var] = ",".join(str(d) for d in member["devices"])
         if "nixl_side_channel_port" in member:
             env["VLLM_NIXL_SIDE_CHANNEL_HOST"] = member["address"]
             # vLLM adds the global DP rank (data_parallel_index): start below by this member's first rank
             env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(member["nixl_side_channel_port"] - start)
         env.update({str(k): str(v) for k, v in (inv.get(inst.master, "llmserve_vllm_env") or {}).items()})
-        member.update(container="llmserve-%s" % inst.name, image=inv.get(inst.master, "llmserve_image"),
-                      argv=argv, env=env, devices=inst.devices[host], dp_start_rank=start)
+        container = "llmserve-%s" % inst.name
+        if inst.layout == EXTERNAL_DP:
+            container += "-r%d" % start
+        member.update(container=container, image=inv.get(inst.master, "llmserve_image"),
+                      argv=argv, env=env, dp_start_rank=0 if inst.layout == TP_NODES else start)
         start += member["local_dp"]
 
 
 def _entry(inst):
-    endpoints = ["http://%s:%d" % (m["address"], p) for m in inst.members
-                 for p in (m.get("api_ports") or ([m["port"]] if "port" in m else []))]
+    endpoints = ["http://%s:%d" % (m["address"], m["port"]) for m in inst.members if "port" in m]
     return dict(name=inst.name, kind=inst.kind, hosts=list(inst.hosts), master=inst.master,
                 tensor_parallel_size=inst.tp, pipeline_parallel_size=inst.pp,
                 data_parallel_size=sum(m["local_dp"] for m in inst.members),

@@ -94,8 +94,14 @@ def instance(plan, name):
     return found
 
 
+def members(plan, name, host):
+    """The members (containers) of instance ``name`` on ``host``, in rank order."""
+    return [m for m in instance(plan, name)["members"] if m["host"] == host]
+
+
 def member(plan, name, host):
-    (found,) = [m for m in instance(plan, name)["members"] if m["host"] == host]
+    """The one member of instance ``name`` on ``host``."""
+    (found,) = members(plan, name, host)
     return found
 
 
@@ -132,7 +138,14 @@ def check_contract(plan):
             addr, port = url[len("http://"):].rsplit(":", 1)
             assert by_machine.get((addr, int(port)), (None, {}))[1].get("instance") == inst["name"], url
             endpoints.add(url)
-        assert [m["host"] for m in inst["members"]] == inst["hosts"]
+        # members are containers: several may share a host, the hosts they run on are the instance's
+        member_hosts = []
+        for m in inst["members"]:
+            if m["host"] not in member_hosts:
+                member_hosts.append(m["host"])
+        assert member_hosts == inst["hosts"], inst["name"]
+        containers = [(m["host"], m["container"]) for m in inst["members"]]
+        assert len(set(containers)) == len(containers), inst["name"]
         for m in inst["members"]:
             assert m["address"] == plan["hosts"][m["host"]]["address"]
             assert isinstance(m["container"], str) and m["container"]

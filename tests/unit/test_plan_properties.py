@@ -6,7 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.llmserve.cluster.plugins.plugin_utils._plan_vllm import KV_CONNECTORS
-from plan_inventories import check_contract, flag, omni, plan_of
+from plan_inventories import check_contract, omni, plan_of
+from vllm_argv import check_argv_opens_the_listeners
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ROLE_SETS = (("prefill",), ("decode",), ("prefill", "decode"))
@@ -66,19 +67,9 @@ def topologies(draw):
 
 
 def effective_listeners(plan):
-    """(address, port) of every socket the processes open, read back from their argv and env as vLLM does."""
-    found = []
-    for inst in plan["instances"]:
-        for m in inst["members"]:
-            argv, env = m["argv"], m["env"]
-            if "--port" in argv:
-                found.append((m["address"], int(flag(argv, "--port"))))
-            if not m["headless"] and "--data-parallel-rpc-port" in argv:
-                found.append((flag(argv, "--data-parallel-address"), int(flag(argv, "--data-parallel-rpc-port"))))
-            if "VLLM_NIXL_SIDE_CHANNEL_PORT" in env:   # base + global DP rank (vLLM's data_parallel_index)
-                base = int(env["VLLM_NIXL_SIDE_CHANNEL_PORT"])
-                found.extend((env["VLLM_NIXL_SIDE_CHANNEL_HOST"], base + rank)
-                             for rank in range(m["dp_start_rank"], m["dp_start_rank"] + m["local_dp"]))
+    """(address, port) of every socket the processes open (or hold), read back from their argv and env
+    with vLLM 0.32's parser (vllm_argv), which also checks them against each host's listeners."""
+    found = check_argv_opens_the_listeners(plan)
     for door in plan["front_doors"]:
         addr, port = door["url"][len("http://"):].rsplit(":", 1)
         found.append((addr, int(port)))
@@ -163,7 +154,7 @@ def test_omni_ports_follow_its_formulas_for_any_size(n_prefill, n_decode, d_offs
     devices = ",".join(str(i) for i in range(n_devices))
     plan = plan_of(*omni(n_prefill, n_decode, d_offset, devices=devices))
     claimed = check_contract(plan)
-    assert set(effective_listeners(plan)) <= set(claimed)
+    assert sorted(effective_listeners(plan)) == sorted(claimed)
     for k in range(n_prefill):
         assert [e["port"] for e in plan["hosts"]["p%d" % k]["listeners"]] == [8000 + k, 9000 + k]
     decode = [p for r in range(n_decode) for p in range(9000 + d_offset + r, 9000 + d_offset + r + n_devices)]

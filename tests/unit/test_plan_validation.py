@@ -75,6 +75,10 @@ CASES = [
     ("omni-reserved-port", omni_with(p1=dict(llmserve_reserved_ports=[9001])),
      "p1", "api_port", ["port 9001 of vllm-api (prefill-1) is already taken by reserved", "move one"]),
     # ---- devices
+    ("omni-multinode-prefill-with-unequal-devices",
+     omni_with(p1=dict(host_ip="10.0.0.1", kv_rank=0, ascend_rt_visible_devices="0-7")),
+     "p1", "ascend_rt_visible_devices", ["prefill-0: 8 devices here but 16 on p0",
+                                         "need the same number of devices"]),
     ("device-given-to-two-instances-on-one-host", nat(prefill=["both"], decode=["both"]),
      "both", "llmserve_devices", ["device 0 is given to both prefill-both and decode-both",
                                   "give each instance its own devices", "llmserve_decode_devices"]),

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from plan_inventories import (check_contract, flag, instance, member, native, omni, omni_2p1d, omni_4p1d,
+from plan_inventories import (check_contract, flag, instance, member, members, native, omni, omni_2p1d, omni_4p1d,
                               plan_of)
+from vllm_argv import check_argv_opens_the_listeners, parse
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,43 +47,59 @@ def test_omni_prefill_ports_follow_the_kv_rank(shape):
     for k in range(n_p):
         inst = instance(plan, "prefill-%d" % k)
         assert inst["kind"] == "vllm_prefill" and inst["hosts"] == ["p%d" % k]
-        # node_port = global_port_base + port_offset.P + kv_rank is the DP RPC port; api = base_api_port + ...
+        # node_port = global_port_base + port_offset.P + kv_rank stays held as omni-infer reserves it (a
+        # single-node P opens nothing there); api = base_api_port + port_offset.P + kv_rank
         assert plan["hosts"]["p%d" % k]["listeners"] == [
-            {"port": 8000 + k, "service": "vllm-dp-rpc", "instance": "prefill-%d" % k},
+            {"port": 8000 + k, "service": "omni-node-port", "instance": "prefill-%d" % k},
             {"port": 9000 + k, "service": "vllm-api", "instance": "prefill-%d" % k}]
         assert inst["endpoints"] == ["http://%s%d:%d" % (base, k + 1, 9000 + k)]
-        m = inst["members"][0]
+        m = member(plan, "prefill-%d" % k, "p%d" % k)
+        assert m["node_port"] == 8000 + k and m["container"] == "llmserve-prefill-%d" % k
         assert flag(m["argv"], "--port") == str(9000 + k) and flag(m["argv"], "--host") == "%s%d" % (base, k + 1)
-        # one single-node P is one TP group over the host's 16 devices
+        # one single-node P is one TP group over the host's 16 devices: a plain single-node argv
         assert flag(m["argv"], "--tensor-parallel-size") == "16" and inst["data_parallel_size"] == 1
+        assert not [a for a in m["argv"] if a.startswith(("--data-parallel", "--nnodes", "--master", "--headless"))]
         assert m["env"]["ASCEND_RT_VISIBLE_DEVICES"] == ",".join(str(i) for i in range(16))
 
 
 @pytest.mark.parametrize("shape", sorted(OMNI))
-def test_omni_decode_runs_one_api_server_per_device_from_its_node_rank(shape):
+def test_omni_decode_runs_one_container_per_device_as_external_lb_data_parallel(shape):
     build, n_p, n_d, d_offset, base = OMNI[shape]
     plan = plan_of(*build())
     dec = instance(plan, "decode-0")
     assert dec["hosts"] == ["d%d" % r for r in range(n_d)] and dec["master"] == "d0"
     assert dec["data_parallel_size"] == 16 * n_d and dec["tensor_parallel_size"] == 1
+    assert len(dec["members"]) == 16 * n_d
     master_addr = "%s%d" % (base, n_p + 1)
     for r in range(n_d):
         host = "d%d" % r
         first = 9000 + d_offset + r          # base_api_port + port_offset.D + node_rank
         api = list(range(first, first + 16))
-        assert member(plan, "decode-0", host)["api_ports"] == api
+        on_host = members(plan, "decode-0", host)
+        assert [m["port"] for m in on_host] == api
         assert listener_ports(plan, host, "vllm-api") == api
-        # node_port = global_port_base + port_offset.D, the same on every D host: only the master listens
+        # node_port = global_port_base + port_offset.D, the same on every D host: only rank 0 listens
         assert listener_ports(plan, host, "vllm-dp-rpc") == ([8000 + d_offset] if r == 0 else [])
-        m = member(plan, "decode-0", host)
-        assert m["dp_start_rank"] == 16 * r and m["local_dp"] == 16 and m["headless"] == (r > 0)
-        assert flag(m["argv"], "--data-parallel-address") == master_addr
-        assert flag(m["argv"], "--data-parallel-rpc-port") == str(8000 + d_offset)
-        assert flag(m["argv"], "--data-parallel-size") == str(16 * n_d)
-        if r:
-            assert "--headless" in m["argv"] and flag(m["argv"], "--data-parallel-start-rank") == str(16 * r)
+        for i, m in enumerate(on_host):
+            rank = 16 * r + i
+            argv = m["argv"]
+            assert m["container"] == "llmserve-decode-0-r%d" % rank
+            assert m["dp_start_rank"] == rank and m["local_dp"] == 1 and not m["headless"]
+            assert m["devices"] == [i] and m["env"]["ASCEND_RT_VISIBLE_DEVICES"] == str(i)
+            assert flag(argv, "--port") == str(first + i) and flag(argv, "--host") == m["address"]
+            assert flag(argv, "--tensor-parallel-size") == "1"
+            assert flag(argv, "--data-parallel-size") == str(16 * n_d)
+            assert flag(argv, "--data-parallel-rank") == str(rank)
+            assert flag(argv, "--data-parallel-address") == master_addr
+            assert flag(argv, "--data-parallel-rpc-port") == str(8000 + d_offset)
+            assert "--headless" not in argv and "--data-parallel-size-local" not in argv
+            assert ("dp_rpc_port" in m) == (rank == 0)
+            # vLLM 0.32 reads --data-parallel-rank as external load balancing: no --data-parallel-external-lb
+            ns = parse(argv)
+            assert ns.data_parallel_rank == rank and not ns.data_parallel_hybrid_lb
     if shape == "2p1d":
-        assert member(plan, "decode-0", "d1")["api_ports"] == list(range(9101, 9117))
+        assert [m["port"] for m in members(plan, "decode-0", "d1")] == list(range(9101, 9117))
+    check_argv_opens_the_listeners(plan)
 
 
 @pytest.mark.parametrize("shape", sorted(OMNI))
@@ -117,18 +134,41 @@ def test_omni_ports_are_the_same_from_the_formulas_and_from_integers(shape):
     assert plan_of(groups, hostvars) == plan
 
 
-def test_omni_prefill_hosts_sharing_host_ip_are_one_tp_group_led_by_that_host():
+def omni_multinode_prefill():
+    """omni-infer's 3P1D with p2 joined to p1's instance: same host_ip (p1's address) and kv_rank, listed first."""
     groups, hostvars = omni(3, 1, 100)
-    # p2 joins p1's instance: same host_ip (p1's address) and kv_rank; listed first, p1 still leads
     hostvars["p2"].update(host_ip=hostvars["p1"]["ansible_host"], kv_rank=1, node_port="8001", api_port="9001")
     groups["P"] = ["p0", "p2", "p1"]
-    plan = plan_of(groups, hostvars)
+    return groups, hostvars
+
+
+def test_omni_prefill_hosts_sharing_host_ip_are_one_tp_group_led_by_that_host():
+    plan = plan_of(*omni_multinode_prefill())
     inst = instance(plan, "prefill-1")
-    assert inst["hosts"] == ["p1", "p2"] and inst["master"] == "p1"
-    assert inst["tensor_parallel_size"] == 32
+    assert inst["hosts"] == ["p1", "p2"] and inst["master"] == "p1"   # p1 still leads
+    assert inst["tensor_parallel_size"] == 32 and inst["data_parallel_size"] == 1
     assert inst["endpoints"] == ["http://10.0.0.2:9001"]
+    # node_port is the TP group's torch.distributed master port, on the master only
+    assert plan["hosts"]["p1"]["listeners"] == [
+        {"port": 8001, "service": "vllm-master", "instance": "prefill-1"},
+        {"port": 9001, "service": "vllm-api", "instance": "prefill-1"}]
     assert listener_ports(plan, "p2") == []
     assert plan["front_door"]["backends"]["prefill"] == ["http://10.0.0.1:9000", "http://10.0.0.2:9001"]
+    for rank, host in enumerate(["p1", "p2"]):
+        m = member(plan, "prefill-1", host)
+        argv = m["argv"]
+        assert m["container"] == "llmserve-prefill-1" and m["headless"] == (rank > 0)
+        assert m["env"]["ASCEND_RT_VISIBLE_DEVICES"] == ",".join(str(i) for i in range(16))
+        # vLLM's multi-node mp: one TP group of 32 over 2 nodes, no data parallelism
+        assert flag(argv, "--tensor-parallel-size") == "32"
+        assert (flag(argv, "--nnodes"), flag(argv, "--node-rank")) == ("2", str(rank))
+        assert (flag(argv, "--master-addr"), flag(argv, "--master-port")) == ("10.0.0.2", "8001")
+        assert not [a for a in argv if a.startswith("--data-parallel")]
+        assert ("--headless" in argv) == (rank > 0) and ("--port" in argv) == (rank == 0)
+        if rank == 0:
+            assert flag(argv, "--port") == "9001" and m["master_port"] == 8001
+    check_contract(plan)
+    check_argv_opens_the_listeners(plan)
 
 
 def test_omni_decode_master_is_the_host_at_host_ip_wherever_it_is_listed():
@@ -137,7 +177,17 @@ def test_omni_decode_master_is_the_host_at_host_ip_wherever_it_is_listed():
     plan = plan_of(groups, hostvars)
     dec = instance(plan, "decode-0")
     assert dec["master"] == "d0" and dec["hosts"] == ["d0", "d1"]
-    assert member(plan, "decode-0", "d1")["dp_start_rank"] == 16
+    assert [m["dp_start_rank"] for m in members(plan, "decode-0", "d1")] == list(range(16, 32))
+    assert dec["members"][0]["host"] == "d0" and "dp_rpc_port" in dec["members"][0]
+
+
+def test_omni_decode_on_one_device_runs_no_data_parallel():
+    plan = plan_of(*omni(1, 1, 100, devices="3"))
+    m = member(plan, "decode-0", "d0")
+    assert m["container"] == "llmserve-decode-0-r0" and m["devices"] == [3] and m["port"] == 9100
+    assert not [a for a in m["argv"] if a.startswith("--data-parallel")]
+    assert plan["hosts"]["d0"]["listeners"][0] == {"port": 8100, "service": "omni-node-port", "instance": "decode-0"}
+    check_argv_opens_the_listeners(plan)
 
 
 # ---------------------------------------------------------------- llmserve's own shape
@@ -179,6 +229,9 @@ def test_tensor_and_pipeline_parallel_split_the_host_into_data_parallel_ranks():
     assert (inst["tensor_parallel_size"], inst["pipeline_parallel_size"], inst["data_parallel_size"]) == (2, 2, 2)
     assert flag(m["argv"], "--tensor-parallel-size") == "2" and flag(m["argv"], "--pipeline-parallel-size") == "2"
     assert flag(m["argv"], "--data-parallel-size") == "2" and "--data-parallel-address" not in m["argv"]
+    # its own DP RPC port, not vLLM's default 29550 that every instance would share
+    assert flag(m["argv"], "--data-parallel-rpc-port") == "13345" and m["dp_rpc_port"] == 13345
+    assert listener_ports(plan, "p0", "vllm-dp-rpc") == [13345]
     # a single-host instance with DP 1 passes no data-parallel flags at all
     plan1 = plan_of(*native(["p0"], ["d0"], common=dict(llmserve_tensor_parallel_size=8)))
     assert not [a for a in instance(plan1, "prefill-p0")["members"][0]["argv"] if a.startswith("--data-parallel")]
@@ -249,6 +302,10 @@ def test_two_instances_on_one_host_get_their_own_devices_and_ports():
     plan = plan_of(groups, hostvars)
     pre, dec = member(plan, "prefill-both", "both"), member(plan, "decode-both", "both")
     assert pre["devices"] == [0, 1, 2, 3] and dec["devices"] == [4, 5, 6, 7]
+    # DP 2 each: each its own DP RPC port (vLLM's default would be the same for both)
+    assert {flag(pre["argv"], "--data-parallel-rpc-port"), flag(dec["argv"], "--data-parallel-rpc-port")} == \
+        {"13345", "13346"}
+    assert listener_ports(plan, "both", "vllm-dp-rpc") == [13345, 13346]
     assert pre["env"]["CUDA_VISIBLE_DEVICES"] == "0,1,2,3" and dec["env"]["CUDA_VISIBLE_DEVICES"] == "4,5,6,7"
     assert pre["port"] != dec["port"] and {pre["port"], dec["port"]} == {8000, 8001}
     assert pre["container"] != dec["container"]
@@ -258,6 +315,7 @@ def test_two_instances_on_one_host_get_their_own_devices_and_ports():
     # p1 is alone on its host: the same first ports as anywhere else
     assert member(plan, "prefill-p1", "p1")["port"] == 8000
     check_contract(plan)
+    check_argv_opens_the_listeners(plan)
 
 
 def test_served_model_name_and_extra_args_and_env_reach_every_member():
@@ -302,6 +360,36 @@ def test_the_plan_is_deterministic(shape):
     assert json.dumps(plan_of(groups, reordered), sort_keys=True) == first
 
 
+# ---------------------------------------------------------------- every argv, as vLLM 0.32 reads it
+
+ARGV_SHAPES = {
+    "omni_2p1d": omni_2p1d,
+    "omni_4p1d": omni_4p1d,
+    "omni_multinode_prefill": omni_multinode_prefill,
+    "native_1p1d": lambda: native(["p0"], ["d0"], common=dict(llmserve_tensor_parallel_size=8)),
+    "native_single_host_dp": lambda: native(["p0", "p1"], ["d0"], common=dict(llmserve_tensor_parallel_size=2)),
+    "native_multi_host_dp": lambda: native(["p0"], ["d0", "d1", "d2"], common=dict(llmserve_tensor_parallel_size=2),
+                                           d0=dict(llmserve_instance="big"), d1=dict(llmserve_instance="big"),
+                                           d2=dict(llmserve_instance="big")),
+    "native_two_instances_on_one_host": lambda: native(
+        ["both", "p1"], ["both"], common=dict(llmserve_tensor_parallel_size=2),
+        both=dict(llmserve_prefill_devices="0-3", llmserve_decode_devices="4-7")),
+    "native_example_connector": lambda: native(["p0", "p1"], ["d0"], common=dict(
+        llmserve_kv_connector="ExampleConnector", llmserve_kv_shared_path="/srv/kv", llmserve_accelerator="cpu")),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(ARGV_SHAPES))
+def test_every_argv_is_accepted_by_vllm_032_and_opens_exactly_the_planned_ports(shape):
+    """Each member's argv through the simulator's copy of vLLM 0.32's parser; the ports its process
+    will listen on (API, DP RPC, multi-node master, NIXL side channel) are the plan's listeners."""
+    plan = plan_of(*ARGV_SHAPES[shape]())
+    claimed = check_contract(plan)
+    opened = check_argv_opens_the_listeners(plan)
+    engine_listeners = {key for key, (host, lis) in claimed.items() if not lis["service"].startswith("front-door")}
+    assert sorted(opened) == sorted(engine_listeners)
+
+
 # ---------------------------------------------------------------- the real playbook on every example
 
 @pytest.mark.parametrize("example", EXAMPLES)
@@ -315,6 +403,7 @@ def test_plan_playbook_writes_the_contract_for_every_example(example, tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     plan = json.loads(out.read_text())
     check_contract(plan)
+    check_argv_opens_the_listeners(plan)   # vLLM members: argv accepted by vLLM 0.32, ports as planned
     assert "ESTABLISH" not in res.stdout and "UNREACHABLE" not in res.stdout
     if example.endswith("/omni_2p1d"):   # the file is the same plan the Python planner makes from the inventory
         assert plan == plan_of(*omni_2p1d())
