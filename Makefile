@@ -21,7 +21,7 @@ BASE_IMAGE := llmserve-testbed/base:bookworm
         image-router push lint sanity unit integration molecule clean
 
 help:
-	@echo "make demo   deploy a real vLLM engine with this collection onto the local test bed and ask it"
+	@echo "make demo   deploy a real 2P1D vLLM cluster with this collection onto the local test bed and ask it"
 	@echo "make test   lint, sanity, unit and molecule tests"
 	@echo "make testbed-down   remove the test bed (add PURGE=1 to drop its volumes and state)"
 
@@ -70,8 +70,8 @@ image-router: venv
 
 # ---------------------------------------------------------------- the main job
 demo: testbed collection images
-	@$(TESTBED) push $(VLLM_IMAGE)
-	@$(BED_VAULT) ansible-playbook -i .testbed/inventory tests/testbed/demo.yml
+	@$(TESTBED) push $(VLLM_IMAGE) $(ROUTER_IMAGE)
+	@$(BED_VAULT) ansible-playbook -i .testbed/inventory -i inventories/examples/testbed_2p1d tests/testbed/demo.yml
 
 # ---------------------------------------------------------------- tests
 test: lint sanity unit integration molecule

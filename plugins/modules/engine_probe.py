@@ -126,7 +126,7 @@ def request(module, url, headers, body=None):
     resp, info = fetch_url(module, url, data=data, headers=headers,
                            method="GET" if body is None else "POST", timeout=module.params["timeout"])
     status = info.get("status", -1)
-    raw = resp.read() if resp is not None else info.get("body", b"")
+    raw = (resp.read() if resp is not None else b"") or info.get("body", b"")
     try:
         parsed = json.loads(raw) if raw else None
     except ValueError:
@@ -178,8 +178,9 @@ def main():
     status, reply, err = request(module, base + "/v1/chat/completions", headers, body)
     result["latency_seconds"] = round(time.monotonic() - started, 3)
     if status != 200 or not isinstance(reply, dict) or not reply.get("choices"):
-        module.fail_json(msg="chat completion at %s failed: HTTP %s %s %s"
-                         % (base, status, err, json.dumps(reply)[:500]), **result)
+        detail = reply.get("error", reply) if isinstance(reply, dict) else reply
+        module.fail_json(msg="chat completion at %s failed: HTTP %s %s: %s"
+                         % (base, status, err, json.dumps(detail)[:500]), **result)
     result["answer"] = reply["choices"][0].get("message", {}).get("content", "")
     result["usage"] = reply.get("usage", {})
     module.exit_json(**result)

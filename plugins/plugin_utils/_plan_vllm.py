@@ -48,6 +48,10 @@ DEFAULTS.update({
     "llmserve_pipeline_parallel_size": 1,
     "llmserve_vllm_extra_args": [],
     "llmserve_vllm_env": {},
+    "llmserve_vllm_volumes": [],
+    "llmserve_proxy_image": "llmserve/vllm-router:0.1.17",
+    "llmserve_proxy_health_check_interval": 5,
+    "llmserve_proxy_extra_args": [],
 })
 # how an instance's members run: native internal-LB data parallel (one member per host), one TP group
 # over several nodes (omni-infer's P), external-LB data parallel (omni-infer's D, one member per device)
@@ -344,12 +348,20 @@ def _processes(inv, inst):
         container = "llmserve-%s" % inst.name
         if inst.layout == EXTERNAL_DP:
             container += "-r%d" % start
-        member.update(container=container, image=inv.get(inst.master, "llmserve_image"),
+        volumes = [str(v) for v in inv.get(inst.master, "llmserve_vllm_volumes") or []]
+        shared = inv.get(inst.master, "llmserve_kv_shared_path")
+        if inv.get(inst.master, "llmserve_kv_connector") == "ExampleConnector" and shared:
+            volumes.append("%s:%s" % (shared, shared))
+        member.update(container=container, image=inv.get(inst.master, "llmserve_image"), volumes=volumes,
                       argv=argv, env=env, dp_start_rank=0 if inst.layout == TP_NODES else start)
+        if "port" in member:
+            member["health_url"] = "http://%s:%d/health" % (member["address"], member["port"])
         start += member["local_dp"]
 
 
 def _entry(inst):
+    for member in inst.members:
+        member.update(instance=inst.name, role=inst.side)
     endpoints = ["http://%s:%d" % (m["address"], m["port"]) for m in inst.members if "port" in m]
     return dict(name=inst.name, kind=inst.kind, hosts=list(inst.hosts), master=inst.master,
                 tensor_parallel_size=inst.tp, pipeline_parallel_size=inst.pp,
@@ -376,11 +388,21 @@ def _front_door(inv, ports, entries, group):
     backends = {"prefill": [], "decode": []}
     for entry in entries:
         backends["prefill" if entry["kind"] == "vllm_prefill" else "decode"].extend(entry["endpoints"])
-    door = dict(kind="vllm-router", host=host, url="http://%s:%d" % (inv.address(host), port), backends=backends)
-    if group == "proxy":
-        door["metrics_port"] = ports.claim(host, inv.integer(host, "llmserve_proxy_metrics_port", 1),
-                                           "front-door-metrics", "front-door", "llmserve_proxy_metrics_port")
-    return door
+    address = inv.address(host)
+    metrics = ports.claim(host, inv.integer(host, "llmserve_proxy_metrics_port", 1), "front-door-metrics",
+                          "front-door", "llmserve_proxy_metrics_port")
+    argv = ["vllm-router", "--vllm-pd-disaggregation"]
+    for side in ("prefill", "decode"):
+        for url in backends[side]:
+            argv += ["--" + side, url]
+    argv += ["--host", address, "--port", str(port), "--prometheus-host", address, "--prometheus-port", str(metrics),
+             "--health-check-endpoint", "/health",
+             "--health-check-interval-secs", str(inv.integer(host, "llmserve_proxy_health_check_interval", 1))]
+    argv += [str(a) for a in inv.get(host, "llmserve_proxy_extra_args") or []]
+    url = "http://%s:%d" % (address, port)
+    return dict(kind="vllm-router", host=host, url=url, backends=backends, metrics_port=metrics,
+                container="llmserve-router", image=inv.get(host, "llmserve_proxy_image"), argv=argv,
+                health_url=url + "/health")
 
 
 def plan(inv, ports):

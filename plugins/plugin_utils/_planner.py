@@ -236,12 +236,19 @@ def build_plan(groups, hostvars):
     plan = dict(
         version=PLAN_VERSION,
         hosts={h: dict(address=inv.address(h), accelerator=inv.get(h, "llmserve_accelerator"),
-                       listeners=ports.listeners(h)) for h in hosts},
+                       listeners=ports.listeners(h), images=_images(h, instances, doors)) for h in hosts},
         instances=instances,
         front_door=doors[0] if len(doors) == 1 else None,
         front_doors=doors,
     )
     return json.loads(json.dumps(plan))   # proves it serialises and hands out plain data
+
+
+def _images(host, instances, doors):
+    """The images a host runs, so the container_host stage pulls exactly these."""
+    found = {m["image"] for i in instances for m in i["members"] if m["host"] == host and m.get("image")}
+    found |= {d["image"] for d in doors if d["host"] == host and d.get("image")}
+    return sorted(found)
 
 
 def _check_hosts(inv, hosts, engine_hosts):

@@ -110,7 +110,12 @@ def test_omni_proxy_and_front_door_backends(shape):
     # C: proxy_port + node_rank, on p0's machine beside p0's ports
     assert door["host"] == "c0" and door["url"] == "http://%s1:7000" % base
     assert plan["hosts"]["c0"]["address"] == plan["hosts"]["p0"]["address"]
-    assert plan["hosts"]["c0"]["listeners"] == [{"port": 7000, "service": "front-door", "instance": "front-door"}]
+    assert plan["hosts"]["c0"]["listeners"] == [{"port": 7000, "service": "front-door", "instance": "front-door"},
+                                                {"port": 29000, "service": "front-door-metrics", "instance": "front-door"}]
+    # the router's argv lists exactly these backends, in this order
+    argv = door["argv"]
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--prefill"] == door["backends"]["prefill"]
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--decode"] == door["backends"]["decode"]
     assert door["backends"]["prefill"] == ["http://%s%d:%d" % (base, k + 1, 9000 + k) for k in range(n_p)]
     assert door["backends"]["decode"] == ["http://%s%d:%d" % (base, n_p + 1 + r, port)
                                           for r in range(n_d) for port in range(9000 + d_offset + r,
