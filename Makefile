@@ -92,9 +92,9 @@ integration: testbed collection
 	@echo "[test] integration tests on the test bed"
 	@LLMSERVE_REQUIRE_TESTBED=1 $(BIN)/python -m pytest -q tests/integration
 
-molecule: testbed collection image-sim image-router
+molecule: testbed collection images
 	@echo "[test] molecule scenarios on the test bed"
-	@$(TESTBED) push $(SIM_IMAGE) $(ROUTER_IMAGE)
+	@$(TESTBED) push $(SIM_IMAGE) $(ROUTER_IMAGE) $(VLLM_IMAGE)
 	@$(BIN)/molecule test --all
 
 clean: testbed-down
