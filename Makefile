@@ -88,7 +88,7 @@ unit: venv collection
 	@echo "[test] unit tests"
 	@$(BIN)/python -m pytest -q tests/unit
 
-integration: testbed collection
+integration: testbed collection image-vllm
 	@echo "[test] integration tests on the test bed"
 	@LLMSERVE_REQUIRE_TESTBED=1 $(BIN)/python -m pytest -q tests/integration
 
