@@ -88,8 +88,9 @@ unit: venv collection
 	@echo "[test] unit tests"
 	@$(BIN)/python -m pytest -q tests/unit
 
-integration: testbed collection image-vllm
+integration: testbed collection images
 	@echo "[test] integration tests on the test bed"
+	@$(TESTBED) push $(VLLM_IMAGE) $(ROUTER_IMAGE)
 	@LLMSERVE_REQUIRE_TESTBED=1 $(BIN)/python -m pytest -q tests/integration
 
 molecule: testbed collection images
