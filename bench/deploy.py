@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Benchmark: the collection's own deploy overhead on the test bed, with the engine simulator
+(zero start-up delay) standing in for vLLM so only the collection's work is measured.
+
+    .venv/bin/python bench/deploy.py [--hosts 4 16]
+
+For each size: bring the bed to that many hosts, remove the engines and the image from every host,
+then time a cold `site.yml` (split into pull, start and health from each task's own duration) and a
+no-change re-run. Prints the figures and writes bench/results/deploy.json. Goals from the issue:
+4-host cold under 30 s, re-run under 10 s, 16 hosts under 1.5 x the 4-host time. Not a test.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = REPO / ".venv" / "bin"
+TESTBED = [str(BIN / "python"), str(REPO / "tests/testbed/testbed.py")]
+SIM = "llmserve/engine-sim:0.1.0"
+ROUTER = "llmserve/vllm-router:0.1.17"
+STAGES = {  # words of a task name (role tasks are named "role : name") -> stage
+    "Pull the images": "pull", "Start the engines": "start", "Start the front door": "start",
+    "Wait until every engine": "health", "Wait until the front door": "health",
+}
+ENV = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+           ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / ".testbed/secrets/vault_password"))
+
+
+def inventory(tmp, hosts, registry):
+    """Half prefill, the rest decode, the last host the router; one simulated engine per host."""
+    names = ["node%d" % i for i in range(1, hosts + 1)]
+    half = (hosts - 1) // 2
+    groups = {"prefill": names[:half], "decode": names[half:-1], "proxy": names[-1:]}
+    doc = {"all": {"children": {g: {"hosts": {h: None for h in hs}} for g, hs in groups.items()}}}
+    (tmp / "hosts.yml").write_text(json.dumps(doc))
+    (tmp / "group_vars").mkdir()
+    (tmp / "group_vars" / "all.yml").write_text(json.dumps(dict(
+        llmserve_accelerator="cpu", llmserve_devices="0", llmserve_model="/models/sim", llmserve_served_model_name="sim",
+        llmserve_image="%s/%s" % (registry, SIM), llmserve_proxy_image="%s/%s" % (registry, ROUTER),
+        llmserve_kv_connector="NixlConnector", llmserve_vllm_health_delay=1, llmserve_proxy_health_delay=1)))
+    return tmp
+
+
+def site(inv, *args):
+    started = time.perf_counter()
+    res = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(REPO / ".testbed/inventory"), "-i", str(inv),
+                          str(REPO / "playbooks/site.yml"), *args], capture_output=True, text=True, cwd=REPO,
+                         env=dict(ENV, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json"))
+    wall = time.perf_counter() - started
+    if res.returncode != 0:
+        sys.exit("site.yml failed:\n" + res.stdout[-3000:] + res.stderr[-2000:])
+    return wall, json.loads(res.stdout)
+
+
+def stages(run):
+    """Wall time of each stage: from its first task's start to its last task's end, over all hosts."""
+    spans = {}
+    for play in run["plays"]:
+        for task in play["tasks"]:
+            stage = next((s for p, s in STAGES.items() if p in task["task"]["name"]), None)
+            if stage:
+                start, end = task["task"]["duration"]["start"], task["task"]["duration"]["end"]
+                lo, hi = spans.get(stage, (start, end))
+                spans[stage] = (min(lo, start), max(hi, end))
+    from datetime import datetime
+    parse = lambda t: datetime.fromisoformat(t.replace("Z", "+00:00"))  # noqa: E731
+    return {s: round((parse(hi) - parse(lo)).total_seconds(), 2) for s, (lo, hi) in spans.items()}
+
+
+def changed(run):
+    return sum(h.get("changed", 0) for h in run["stats"].values())
+
+
+def measure(hosts):
+    subprocess.run(TESTBED + ["up", "--hosts", str(hosts)], check=True, stdout=subprocess.DEVNULL)
+    registry = json.loads(subprocess.run([str(BIN / "ansible-inventory"), "-i", str(REPO / ".testbed/inventory"),
+                                          "--host", "node1"], capture_output=True, text=True, check=True,
+                                         env=ENV).stdout)["llmserve_registry_url"]
+    subprocess.run(TESTBED + ["push", SIM, ROUTER], check=True, stdout=subprocess.DEVNULL)
+    with tempfile.TemporaryDirectory() as tmp:
+        inv = inventory(Path(tmp), hosts, registry)
+        site(inv, "--tags", "clean_up")
+        for i in range(1, hosts + 1):   # cold: no image on any host
+            subprocess.run(["docker", "exec", "llmserve-tb-node%d" % i, "sh", "-c",
+                            "docker rmi -f %s/%s %s/%s >/dev/null 2>&1 || true" % (registry, SIM, registry, ROUTER)])
+        cold, cold_run = site(inv)
+        rerun, rerun_run = site(inv)
+        site(inv, "--tags", "clean_up")
+    return dict(hosts=hosts, cold_seconds=round(cold, 2), cold_stages=stages(cold_run), cold_changed=changed(cold_run),
+                rerun_seconds=round(rerun, 2), rerun_changed=changed(rerun_run))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--hosts", type=int, nargs="+", default=[4, 16])
+    args = p.parse_args()
+    results = [measure(n) for n in args.hosts]
+    subprocess.run(TESTBED + ["up", "--hosts", "4"], check=True, stdout=subprocess.DEVNULL)
+    for r in results:
+        print("%2d hosts: cold %.1f s (%s; changed=%d), re-run %.1f s (changed=%d)" % (
+            r["hosts"], r["cold_seconds"], ", ".join("%s %.1f s" % kv for kv in sorted(r["cold_stages"].items())),
+            r["cold_changed"], r["rerun_seconds"], r["rerun_changed"]))
+    if len(results) > 1:
+        print("cold %d hosts / %d hosts: %.2f" % (results[-1]["hosts"], results[0]["hosts"],
+                                                  results[-1]["cold_seconds"] / results[0]["cold_seconds"]))
+    out = REPO / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "deploy.json").write_text(json.dumps(results, indent=2) + "\n")
+    print("results: %s" % (out / "deploy.json"))
+
+
+if __name__ == "__main__":
+    main()
