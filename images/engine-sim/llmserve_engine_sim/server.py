@@ -332,17 +332,7 @@ class Handler(BaseHTTPRequestHandler):
         /v1/*/render and /tokenize to get token ids for cache-aware routing)."""
         eng = self.st.engine
         try:
-            if (self.headers.get("content-type") or "").lower().split(";", 1)[0].strip() != "application/json":
-                raise RequestFailed(
-                    400, "1 validation error:\n  Unsupported Media Type: Only 'application/json' is allowed",
-                    "Bad Request")
-            try:
-                body = json.loads(raw)
-            except (ValueError, UnicodeDecodeError) as e:
-                raise validation_error("json_invalid", "body.0", "JSON decode error", str(e)) from None
-            if not isinstance(body, dict):
-                raise validation_error("model_attributes_type", "body",
-                                       "Input should be a valid dictionary or object to extract fields from", body)
+            body = self._json_object(raw)
             model = body.get("model")
             if model and model not in eng.served_names:
                 raise RequestFailed(
@@ -473,8 +463,8 @@ class Handler(BaseHTTPRequestHandler):
                 with eng.metrics.lock:
                     eng.server_load -= 1
 
-    def _parse_request(self, raw: bytes, chat: bool) -> dict:
-        eng = self.st.engine
+    def _json_object(self, raw: bytes) -> dict:
+        """The request body as vLLM's FastAPI layer accepts it: JSON, an object; its errors otherwise."""
         ctype = (self.headers.get("content-type") or "").lower().split(";", 1)[0].strip()
         if ctype != "application/json":
             raise RequestFailed(
@@ -488,6 +478,11 @@ class Handler(BaseHTTPRequestHandler):
             raise validation_error("model_attributes_type", "body",
                                    "Input should be a valid dictionary or object to extract fields from",
                                    body)
+        return body
+
+    def _parse_request(self, raw: bytes, chat: bool) -> dict:
+        eng = self.st.engine
+        body = self._json_object(raw)
         # model_validator(mode="before") checks
         if body.get("stream_options") and not body.get("stream"):
             raise vllm_validation_error("Stream options can only be defined when `stream=True`.",
