@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_file import write_results
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = REPO / ".venv" / "bin"
 TESTBED = [str(BIN / "python"), str(REPO / "tests/testbed/testbed.py")]
@@ -108,10 +110,7 @@ def main():
     if len(results) > 1:
         print("cold %d hosts / %d hosts: %.2f" % (results[-1]["hosts"], results[0]["hosts"],
                                                   results[-1]["cold_seconds"] / results[0]["cold_seconds"]))
-    out = REPO / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "deploy.json").write_text(json.dumps(results, indent=2) + "\n")
-    print("results: %s" % (out / "deploy.json"))
+    write_results("deploy", results)
 
 
 if __name__ == "__main__":

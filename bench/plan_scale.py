@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_file import write_results
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / ".collections"))
 
@@ -69,10 +71,7 @@ def main():
                            stdout=subprocess.DEVNULL)
             results["playbook_seconds"] = time.perf_counter() - started
         print("ansible-playbook plan.yml (inventory parse, hostvars, plan, JSON file): %.2f s" % results["playbook_seconds"])
-    out = REPO / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "plan_scale.json").write_text(json.dumps(results, indent=2) + "\n")
-    print("results: %s" % (out / "plan_scale.json"))
+    write_results("plan_scale", results)
 
 
 if __name__ == "__main__":
