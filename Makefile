@@ -15,6 +15,7 @@ export PATH := $(BIN):$(PATH)
 VLLM_IMAGE := llmserve/vllm-cpu:0.32.0
 SIM_IMAGE := llmserve/engine-sim:0.1.0
 ROUTER_IMAGE := llmserve/vllm-router:0.1.17
+NGINX_IMAGE := llmserve/nginx:1.22
 BASE_IMAGE := llmserve-testbed/base:bookworm
 
 .PHONY: help demo test machine venv collection testbed testbed-down images image-vllm image-sim \
@@ -49,7 +50,7 @@ testbed-down: venv
 	@$(TESTBED) down $(if $(PURGE),--purge)
 
 # ---------------------------------------------------------------- images (built locally, cached by docker)
-images: image-vllm image-sim image-router
+images: image-vllm image-sim image-router image-nginx
 
 image-vllm: venv
 	@$(TESTBED) base-image
@@ -67,6 +68,11 @@ image-router: venv
 	@cp /etc/ssl/certs/ca-certificates.crt images/vllm-router/ca-certificates.crt
 	@echo "[images] $(ROUTER_IMAGE)"
 	@docker build --network host -q -t $(ROUTER_IMAGE) images/vllm-router >/dev/null
+
+image-nginx: venv
+	@$(TESTBED) base-image
+	@echo "[images] $(NGINX_IMAGE)"
+	@docker build --network host -q -t $(NGINX_IMAGE) images/nginx >/dev/null
 
 # ---------------------------------------------------------------- the main job
 demo: testbed collection images
@@ -90,12 +96,12 @@ unit: venv collection
 
 integration: testbed collection images
 	@echo "[test] integration tests on the test bed"
-	@$(TESTBED) push $(VLLM_IMAGE) $(ROUTER_IMAGE)
+	@$(TESTBED) push $(VLLM_IMAGE) $(ROUTER_IMAGE) $(SIM_IMAGE) $(NGINX_IMAGE)
 	@LLMSERVE_REQUIRE_TESTBED=1 $(BIN)/python -m pytest -q tests/integration
 
 molecule: testbed collection images
 	@echo "[test] molecule scenarios on the test bed"
-	@$(TESTBED) push $(SIM_IMAGE) $(ROUTER_IMAGE) $(VLLM_IMAGE)
+	@$(TESTBED) push $(SIM_IMAGE) $(ROUTER_IMAGE) $(VLLM_IMAGE) $(NGINX_IMAGE)
 	@$(BIN)/molecule test --all
 
 clean: testbed-down

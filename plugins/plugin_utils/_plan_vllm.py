@@ -24,7 +24,7 @@ import json
 
 from ._planner import DEFAULTS, DEVICE_ENV
 
-GROUPS = ("prefill", "decode", "proxy", "P", "D", "C")
+GROUPS = ("prefill", "decode", "replica", "proxy", "P", "D", "C")
 # KV connectors the collection knows how to launch: role of the prefill side, of the decode side
 KV_CONNECTORS = {
     "NixlConnector": ("kv_both", "kv_both"),
@@ -32,27 +32,51 @@ KV_CONNECTORS = {
     "LMCacheConnectorV1": ("kv_producer", "kv_consumer"),
     "MultiConnector": ("kv_both", "kv_both"),
     "ExampleConnector": ("kv_both", "kv_both"),
-    "P2pNcclConnector": ("kv_producer", "kv_consumer"),
     "AscendHcclConnectorV1": ("kv_producer", "kv_consumer"),
     "MooncakeConnectorV1": ("kv_producer", "kv_consumer"),
 }
+# connectors users name from older docs, and why the collection refuses them
+REFUSED_CONNECTORS = {
+    "P2pNcclConnector": "is no longer registered in vLLM 0.32 (its factory raises \"Unsupported connector "
+                        "type\"); use NixlConnector, which needs no proxy of its own",
+}
 NIXL_LIKE = ("NixlConnector", "MultiConnector")
+# Ascend connectors whose configuration names the sizes of the other side
+PEER_SIZED = ("AscendHcclConnectorV1", "MooncakeConnectorV1")
+ASCEND = ("ascend_a2", "ascend_a3")
 DEFAULTS.update({
     "llmserve_kv_connector": "NixlConnector",
     "llmserve_vllm_port": 8000,
     "llmserve_vllm_dp_rpc_port": 13345,
     "llmserve_nixl_side_channel_port": 5600,
+    "llmserve_mooncake_bootstrap_port": 8998,
     "llmserve_proxy_port": 10001,
+    "llmserve_proxy_router_port": 10002,
     "llmserve_proxy_metrics_port": 29000,
+    "llmserve_proxy_retries": 3,
     "llmserve_tensor_parallel_size": 1,
     "llmserve_pipeline_parallel_size": 1,
     "llmserve_vllm_extra_args": [],
     "llmserve_vllm_env": {},
     "llmserve_vllm_volumes": [],
     "llmserve_proxy_image": "llmserve/vllm-router:0.1.17",
+    "llmserve_nginx_image": "nginx:1.27",
     "llmserve_proxy_health_check_interval": 5,
     "llmserve_proxy_extra_args": [],
+    "llmserve_pythonhashseed": 0,
+    "llmserve_docker_log_max_size": "100m",
+    "llmserve_docker_log_max_file": 3,
+    "llmserve_config_dir": "/etc/llmserve",
+    # read-only mounts an Ascend engine needs from its host (reference/mindie.md §5)
+    "llmserve_ascend_mounts": ["/usr/local/Ascend/driver:/usr/local/Ascend/driver:ro",
+                               "/usr/local/dcmi:/usr/local/dcmi:ro",
+                               "/usr/local/bin/npu-smi:/usr/local/bin/npu-smi:ro",
+                               "/etc/hccn.conf:/etc/hccn.conf:ro"],
 })
+# what omni-infer's launch scripts export for HCCL (reference/omni-infer.md §4); llmserve_vllm_env overrides
+ASCEND_ENV = {"HCCL_CONNECT_TIMEOUT": "1800", "HCCL_EXEC_TIMEOUT": "120", "HCCL_RDMA_TIMEOUT": "20",
+              "HCCL_INTRA_ROCE_ENABLE": "1", "HCCL_INTRA_PCIE_ENABLE": "0"}
+ASCEND_DEVICE_NODES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
 # how an instance's members run: native internal-LB data parallel (one member per host), one TP group
 # over several nodes (omni-infer's P), external-LB data parallel (omni-infer's D, one member per device)
 INTERNAL_DP, TP_NODES, EXTERNAL_DP = "internal_dp", "tp_nodes", "external_dp"
@@ -75,14 +99,14 @@ class Instance:
 
     @property
     def side(self):
-        return "prefill" if self.kind == "vllm_prefill" else "decode"
+        return self.kind[len("vllm_"):]
 
 
 # ---------------------------------------------------------------- inventory shapes
 
 def _native_instances(inv):
     instances = []
-    for role, kind in (("prefill", "vllm_prefill"), ("decode", "vllm_decode")):
+    for role, kind in (("prefill", "vllm_prefill"), ("decode", "vllm_decode"), ("replica", "vllm_replica")):
         members = {}
         for host in inv.groups.get(role, []):
             members.setdefault("%s-%s" % (role, inv.get(host, "llmserve_instance") or host), []).append(host)
@@ -133,6 +157,10 @@ def _omni_instances(inv):
 
 def _check(inv, instances, door_group):
     kinds = {i.kind for i in instances}
+    if "vllm_replica" in kinds and kinds - {"vllm_replica"}:
+        inv.problem(None, "replica", "plain replicas cannot share a cluster with prefill/decode instances (one front "
+                    "door serves one kind); deploy them from separate inventories")
+        return
     want = {"vllm_prefill": "decode", "vllm_decode": "prefill"}
     for kind, other in want.items():
         if kind in kinds and not (kinds - {kind}):
@@ -178,10 +206,20 @@ def _check(inv, instances, door_group):
             inv.problem(host, variable, message)
 
     for inst in instances:
-        connector = inv.get(inst.master, "llmserve_kv_connector")
-        if connector not in KV_CONNECTORS:
+        connector = _connector(inv, inst)
+        if connector in REFUSED_CONNECTORS:
+            once(inst.master, "llmserve_kv_connector", connector, "%s %s" % (connector, REFUSED_CONNECTORS[connector]))
+        elif connector not in KV_CONNECTORS and inst.kind != "vllm_replica":
             once(inst.master, "llmserve_kv_connector", connector, "%r is not a KV connector llmserve knows (%s)"
                  % (connector, ", ".join(sorted(KV_CONNECTORS))))
+        lmcache = inv.get(inst.master, "llmserve_lmcache_config")
+        if connector == "LMCacheConnectorV1" and not isinstance(lmcache, dict):
+            once(inst.master, "llmserve_lmcache_config", lmcache, "LMCacheConnectorV1 needs LMCache's configuration "
+                 "as a mapping, e.g. {chunk_size: 256, remote_url: \"lm://cache-host:65432\"}; got %r" % (lmcache,))
+        elif connector == "LMCacheConnectorV1" and lmcache.get("enable_pd"):
+            once(inst.master, "llmserve_lmcache_config", "enable_pd", "enable_pd needs LMCache's own disaggregation "
+                 "proxy, which vllm-router does not speak; share the KV through an LMCache backend both sides reach "
+                 "(remote_url or a shared local_disk) or use NixlConnector")
         if connector == "ExampleConnector" and not inv.get(inst.master, "llmserve_kv_shared_path"):
             once(inst.master, "llmserve_kv_shared_path", None, "ExampleConnector needs a directory that the "
                  "prefill and decode hosts share (e.g. an NFS mount)")
@@ -194,13 +232,18 @@ def _check(inv, instances, door_group):
                     "list" if kind is list else "mapping", example, value))
 
 
+def _connector(inv, inst):
+    """The KV connector of a prefill or decode instance; None for a plain replica."""
+    return None if inst.kind == "vllm_replica" else inv.get(inst.master, "llmserve_kv_connector")
+
+
 # ---------------------------------------------------------------- ports
 
 def _native_ports(inv, ports, instances):
     """Ports depend only on the instances on the same host, so adding hosts moves no port."""
     slots = {}
     for inst in sorted(instances, key=lambda i: i.name):
-        connector = inv.get(inst.master, "llmserve_kv_connector")
+        connector = _connector(inv, inst)
         dp = sum(len(inst.devices[h]) // (inst.tp * inst.pp) for h in inst.hosts)
         for host in inst.hosts:
             slot = slots.setdefault(host, {"api": 0, "rpc": 0, "nixl": 0})
@@ -276,14 +319,47 @@ def _omni_ports(inv, ports, instances):
                 inst.members.append(member)
 
 
+def _connector_ports(inv, ports, instances):
+    """Listeners a connector opens beside the API: Mooncake's bootstrap server, on each prefill API server
+    (vLLM starts one per engine that serves the API, at VLLM_MOONCAKE_BOOTSTRAP_PORT)."""
+    slots = {}
+    for inst in sorted(instances, key=lambda i: i.name):
+        if inst.side != "prefill" or _connector(inv, inst) != "MooncakeConnector":
+            continue
+        for member in inst.members:
+            if "port" in member:
+                host = member["host"]
+                slot = slots.setdefault(host, 0)
+                member["mooncake_bootstrap_port"] = ports.claim(
+                    host, inv.integer(host, "llmserve_mooncake_bootstrap_port", 1) + slot, "mooncake-bootstrap",
+                    inst.name, "llmserve_mooncake_bootstrap_port")
+                slots[host] += 1
+
+
 # ---------------------------------------------------------------- processes
 
-def _kv_config(inv, inst):
-    connector = inv.get(inst.master, "llmserve_kv_connector")
+def _kv_config(inv, inst, instances):
+    connector = _connector(inv, inst)
     prefill_role, decode_role = KV_CONNECTORS.get(connector, ("kv_both", "kv_both"))
     config = dict(kv_connector=connector, kv_role=prefill_role if inst.side == "prefill" else decode_role)
     if connector == "ExampleConnector":
         config["kv_connector_extra_config"] = dict(shared_storage_path=inv.get(inst.master, "llmserve_kv_shared_path"))
+    if connector in PEER_SIZED:
+        # the engine id names the instance, so adding an instance changes no running engine's id (omni-infer
+        # numbers them kv_rank / PREFILL_POD_NUM; its older vLLM also took kv_rank and kv_parallel_size,
+        # which vLLM 0.32 refuses). These connectors are told the peers' sizes: they change with the cluster.
+        config.update(kv_buffer_device="npu", engine_id=inst.name)
+        sizes = {}
+        for other in instances:
+            sizes.setdefault(other.side, dict(dp_size=sum(m["local_dp"] for m in other.members), tp_size=other.tp))
+        if connector == "AscendHcclConnectorV1":
+            config["kv_connector_extra_config"] = dict(kv_producer_dp_size=sizes["prefill"]["dp_size"],
+                                                       kv_producer_pp_size=1)
+        else:
+            # vllm-ascend: kv_port at least 20000 + 1000 x NPUs per host, clear of AscendDirectTransport's ports
+            most = max(len(d) for i in instances for d in i.devices.values())
+            config.update(kv_port=str(inv.integer(inst.master, "llmserve_kv_port", 1, default=20000 + 1000 * most)),
+                          kv_connector_extra_config=sizes)
     extra = inv.get(inst.master, "llmserve_kv_extra_config")
     if extra:
         config.setdefault("kv_connector_extra_config", {}).update(extra)
@@ -319,12 +395,53 @@ def _parallel_args(inst, member, start, dp):
     return args
 
 
-def _processes(inv, inst):
+def _engine_env(inv, inst, member):
+    """What every engine process needs to know beyond its argv: its address, devices, connector, NICs."""
+    host, accelerator, connector = member["host"], inv.get(member["host"], "llmserve_accelerator"), _connector(inv, inst)
+    env = {"VLLM_HOST_IP": member["address"]}
+    device_var = DEVICE_ENV.get(accelerator)
+    if device_var and member["devices"]:
+        env[device_var] = ",".join(str(d) for d in member["devices"])
+    if accelerator in ASCEND:
+        env.update(ASCEND_ENV, HCCL_IF_IP=member["address"])
+        if inst.side == "decode":
+            env["HCCL_BUFFSIZE"] = "1000"
+    nic = inv.get(host, "llmserve_network_interface")
+    if nic:
+        names = ("GLOO", "TP", "HCCL") if accelerator in ASCEND else ("GLOO", "NCCL")
+        env.update({"%s_SOCKET_IFNAME" % name: str(nic) for name in names})
+    if "nixl_side_channel_port" in member:
+        env["VLLM_NIXL_SIDE_CHANNEL_HOST"] = member["address"]
+        # vLLM adds the global DP rank (data_parallel_index): start below by this member's first rank
+        env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(member["nixl_side_channel_port"] - member["dp_start_rank"])
+    if "mooncake_bootstrap_port" in member:
+        env["VLLM_MOONCAKE_BOOTSTRAP_PORT"] = str(member["mooncake_bootstrap_port"])
+    if connector == "LMCacheConnectorV1":
+        # P and D must hash prompts alike; LMCache reads its configuration (JSON is YAML) from this file
+        env.update(LMCACHE_CONFIG_FILE=member["files"][0]["path"], LMCACHE_USE_EXPERIMENTAL="True",
+                   PYTHONHASHSEED=str(inv.get(inst.master, "llmserve_pythonhashseed")))
+    env.update({str(k): str(v) for k, v in (inv.get(inst.master, "llmserve_vllm_env") or {}).items()})
+    return env
+
+
+def _device_nodes(inv, host, instances):
+    """An Ascend container sees /dev/davinci0 up to the highest device planned on its host, so the device
+    numbers in ASCEND_RT_VISIBLE_DEVICES mean the same inside as on the host, plus the driver's own nodes."""
+    if inv.get(host, "llmserve_accelerator") not in ASCEND:
+        return []
+    top = max([d for i in instances for d in i.devices.get(host, [])] or [-1])
+    return ["/dev/davinci%d:/dev/davinci%d:rwm" % (n, n) for n in range(top + 1)] + [
+        "%s:%s:rwm" % (node, node) for node in ASCEND_DEVICE_NODES]
+
+
+def _processes(inv, inst, instances, door_host):
     """argv, env and container of each member: the roles render these, they compute nothing."""
     model = inv.get(inst.master, "llmserve_model")
     served = inv.get(inst.master, "llmserve_served_model_name")
     dp = sum(m["local_dp"] for m in inst.members)
-    kv = json.dumps(_kv_config(inv, inst), sort_keys=True, separators=(",", ":"))
+    connector = _connector(inv, inst)
+    kv = json.dumps(_kv_config(inv, inst, instances), sort_keys=True, separators=(",", ":")) if connector else None
+    config_dir = str(inv.get(inst.master, "llmserve_config_dir"))
     start = 0
     for member in inst.members:
         host = member["host"]
@@ -334,29 +451,43 @@ def _processes(inv, inst):
         if not member["headless"]:
             argv += ["--host", member["address"], "--port", str(member["port"])]
         argv += _parallel_args(inst, member, start, dp)
-        argv += ["--kv-transfer-config", kv]
+        if kv:
+            argv += ["--kv-transfer-config", kv]
         argv += [str(a) for a in inv.get(inst.master, "llmserve_vllm_extra_args") or []]
-        env = {"VLLM_HOST_IP": member["address"]}
-        device_var = DEVICE_ENV.get(inv.get(host, "llmserve_accelerator"))
-        if device_var and member["devices"]:
-            env[device_var] = ",".join(str(d) for d in member["devices"])
-        if "nixl_side_channel_port" in member:
-            env["VLLM_NIXL_SIDE_CHANNEL_HOST"] = member["address"]
-            # vLLM adds the global DP rank (data_parallel_index): start below by this member's first rank
-            env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(member["nixl_side_channel_port"] - start)
-        env.update({str(k): str(v) for k, v in (inv.get(inst.master, "llmserve_vllm_env") or {}).items()})
         container = "llmserve-%s" % inst.name
         if inst.layout == EXTERNAL_DP:
             container += "-r%d" % start
         volumes = [str(v) for v in inv.get(inst.master, "llmserve_vllm_volumes") or []]
         shared = inv.get(inst.master, "llmserve_kv_shared_path")
-        if inv.get(inst.master, "llmserve_kv_connector") == "ExampleConnector" and shared:
+        if connector == "ExampleConnector" and shared:
             volumes.append("%s:%s" % (shared, shared))
+        files = []
+        if connector == "LMCacheConnectorV1":
+            files.append(dict(path="%s/%s.lmcache.yaml" % (config_dir, container),
+                              content=json.dumps(inv.get(inst.master, "llmserve_lmcache_config"), indent=2,
+                                                 sort_keys=True) + "\n"))
+        volumes += ["%s:%s:ro" % (f["path"], f["path"]) for f in files]
+        devices = _device_nodes(inv, host, instances)
+        if devices:
+            volumes += [str(v) for v in inv.get(host, "llmserve_ascend_mounts") or []]
         member.update(container=container, image=inv.get(inst.master, "llmserve_image"), volumes=volumes,
-                      argv=argv, env=env, dp_start_rank=0 if inst.layout == TP_NODES else start)
+                      argv=argv, files=files, device_nodes=devices, log_options=_log_options(inv, host),
+                      dp_start_rank=0 if inst.layout == TP_NODES else start)
+        member["env"] = _engine_env(inv, inst, member)
+        # a replica checks the front door's key itself (nginx passes Authorization on); vllm-router sends
+        # an empty bearer token to prefill/decode engines, so those stay open on their private addresses
+        member["secret_env"] = {}
+        if inst.kind == "vllm_replica" and door_host and inv.get(door_host, "llmserve_api_key"):
+            member["secret_env"]["VLLM_API_KEY"] = dict(variable="llmserve_api_key", host=door_host)
         if "port" in member:
             member["health_url"] = "http://%s:%d/health" % (member["address"], member["port"])
         start += member["local_dp"]
+
+
+def _log_options(inv, host):
+    """Docker's json-file rotation for every container of the plan (no daemon restart needed)."""
+    return {"max-size": str(inv.get(host, "llmserve_docker_log_max_size")),
+            "max-file": str(inv.integer(host, "llmserve_docker_log_max_file", 1))}
 
 
 def _entry(inst):
@@ -385,24 +516,56 @@ def _front_door(inv, ports, entries, group):
         else:
             port = inv.integer(host, "proxy_port", 1) + inv.integer(host, "node_rank", 0, default=0)
         ports.claim(host, port, "front-door", "front-door", "proxy_port")
-    backends = {"prefill": [], "decode": []}
-    for entry in entries:
-        backends["prefill" if entry["kind"] == "vllm_prefill" else "decode"].extend(entry["endpoints"])
-    address = inv.address(host)
-    metrics = ports.claim(host, inv.integer(host, "llmserve_proxy_metrics_port", 1), "front-door-metrics",
-                          "front-door", "llmserve_proxy_metrics_port")
+    address, url = inv.address(host), "http://%s:%d" % (inv.address(host), port)
+    retries = inv.integer(host, "llmserve_proxy_retries", 0)
+    keyed = bool(inv.get(host, "llmserve_api_key"))
+    door = dict(host=host, url=url, health_url=url + "/health", members=[], api_key=keyed)
+    if entries[0]["kind"] == "vllm_replica":
+        door.update(kind="nginx", backends={"replica": [u for e in entries for u in e["endpoints"]]})
+    else:
+        backends = {"prefill": [], "decode": []}
+        for entry in entries:
+            backends[entry["kind"][len("vllm_"):]].extend(entry["endpoints"])
+        # with an API key, nginx checks it in front of the router (vllm-router 0.1.17 checks no client key)
+        listen = ("127.0.0.1", ports.claim(host, inv.integer(host, "llmserve_proxy_router_port", 1), "router",
+                                           "front-door", "llmserve_proxy_router_port")) if keyed else (address, port)
+        metrics = ports.claim(host, inv.integer(host, "llmserve_proxy_metrics_port", 1), "front-door-metrics",
+                              "front-door", "llmserve_proxy_metrics_port")
+        door.update(kind="vllm-router", backends=backends, metrics_port=metrics)
+        door["members"].append(_router(inv, host, entries, listen, metrics, retries))
+    if door["kind"] == "nginx" or keyed:
+        upstream = door["backends"]["replica"] if door["kind"] == "nginx" else [
+            "http://%s:%d" % tuple(door["members"][0]["listen"])]
+        config = "%s/front-door/nginx.conf" % inv.get(host, "llmserve_config_dir")
+        door["members"].append(dict(
+            host=host, container="llmserve-nginx", image=inv.get(host, "llmserve_nginx_image"),
+            argv=["nginx", "-g", "daemon off;"], volumes=["%s:/etc/nginx/nginx.conf:ro" % config],
+            health_url=door["health_url"], log_options=_log_options(inv, host),
+            nginx=dict(config=config, listen=[address, port], servers=[u[len("http://"):] for u in upstream],
+                       least_conn=door["kind"] == "nginx", tries=retries + 1,
+                       api_key=dict(variable="llmserve_api_key", host=host) if keyed else None)))
+    return door
+
+
+def _router(inv, host, entries, listen, metrics, retries):
+    """vllm-router in PD mode: its backends are the plan's API servers, so they always match the engines."""
     argv = ["vllm-router", "--vllm-pd-disaggregation"]
-    for side in ("prefill", "decode"):
-        for url in backends[side]:
-            argv += ["--" + side, url]
-    argv += ["--host", address, "--port", str(port), "--prometheus-host", address, "--prometheus-port", str(metrics),
-             "--health-check-endpoint", "/health",
+    for entry in entries:
+        for member in entry["members"]:
+            if "port" in member:
+                argv += ["--" + entry["kind"][len("vllm_"):], "http://%s:%d" % (member["address"], member["port"])]
+                if "mooncake_bootstrap_port" in member:
+                    argv.append(str(member["mooncake_bootstrap_port"]))
+    if any("mooncake_bootstrap_port" in m for e in entries for m in e["members"]):
+        argv += ["--kv-connector", "mooncake"]
+    address = inv.address(host)
+    argv += ["--host", listen[0], "--port", str(listen[1]), "--prometheus-host", address,
+             "--prometheus-port", str(metrics), "--health-check-endpoint", "/health",
              "--health-check-interval-secs", str(inv.integer(host, "llmserve_proxy_health_check_interval", 1))]
+    argv += ["--retry-max-retries", str(retries)] if retries else ["--disable-retries"]
     argv += [str(a) for a in inv.get(host, "llmserve_proxy_extra_args") or []]
-    url = "http://%s:%d" % (address, port)
-    return dict(kind="vllm-router", host=host, url=url, backends=backends, metrics_port=metrics,
-                container="llmserve-router", image=inv.get(host, "llmserve_proxy_image"), argv=argv,
-                health_url=url + "/health")
+    return dict(host=host, container="llmserve-router", image=inv.get(host, "llmserve_proxy_image"), argv=argv,
+                listen=list(listen), health_url="http://%s:%d/health" % listen, log_options=_log_options(inv, host))
 
 
 def plan(inv, ports):
@@ -411,8 +574,10 @@ def plan(inv, ports):
     instances = _omni_instances(inv) if omni else _native_instances(inv)
     _check(inv, instances, door_group)
     (_omni_ports if omni else _native_ports)(inv, ports, instances)
+    _connector_ports(inv, ports, instances)
+    doors = inv.groups.get(door_group, [])
     if not inv.problems:
         for inst in instances:
-            _processes(inv, inst)
+            _processes(inv, inst, instances, doors[0] if len(doors) == 1 else None)
     entries = [_entry(i) for i in instances]
     return dict(instances=entries, front_door=_front_door(inv, ports, entries, door_group) if entries else None)

@@ -248,6 +248,7 @@ def _images(host, instances, doors):
     """The images a host runs, so the container_host stage pulls exactly these."""
     found = {m["image"] for i in instances for m in i["members"] if m["host"] == host and m.get("image")}
     found |= {d["image"] for d in doors if d["host"] == host and d.get("image")}
+    found |= {m["image"] for d in doors for m in d.get("members", []) if m["host"] == host and m.get("image")}
     return sorted(found)
 
 

@@ -113,7 +113,7 @@ def test_omni_proxy_and_front_door_backends(shape):
     assert plan["hosts"]["c0"]["listeners"] == [{"port": 7000, "service": "front-door", "instance": "front-door"},
                                                 {"port": 29000, "service": "front-door-metrics", "instance": "front-door"}]
     # the router's argv lists exactly these backends, in this order
-    argv = door["argv"]
+    argv = door["members"][0]["argv"]
     assert [argv[i + 1] for i, a in enumerate(argv) if a == "--prefill"] == door["backends"]["prefill"]
     assert [argv[i + 1] for i, a in enumerate(argv) if a == "--decode"] == door["backends"]["decode"]
     assert door["backends"]["prefill"] == ["http://%s%d:%d" % (base, k + 1, 9000 + k) for k in range(n_p)]
@@ -291,7 +291,7 @@ def test_example_connector_passes_its_shared_path_and_claims_no_side_channel():
 
 @pytest.mark.parametrize("connector,prefill_role,decode_role", [
     ("NixlConnector", "kv_both", "kv_both"), ("MooncakeConnector", "kv_producer", "kv_consumer"),
-    ("P2pNcclConnector", "kv_producer", "kv_consumer")])
+    ("MultiConnector", "kv_both", "kv_both")])
 def test_kv_roles_follow_the_connector(connector, prefill_role, decode_role):
     plan = plan_of(*native(["p0"], ["d0"], common=dict(llmserve_kv_connector=connector,
                                                        llmserve_kv_extra_config={"k": "v"})))
