@@ -414,8 +414,10 @@ def _engine_env(inv, inst, member):
         env["VLLM_NIXL_SIDE_CHANNEL_HOST"] = member["address"]
         # vLLM adds the global DP rank (data_parallel_index): start below by this member's first rank
         env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(member["nixl_side_channel_port"] - member["dp_start_rank"])
-    if "mooncake_bootstrap_port" in member:
-        env["VLLM_MOONCAKE_BOOTSTRAP_PORT"] = str(member["mooncake_bootstrap_port"])
+    # headless members of a multi-host prefill register with their master's bootstrap server
+    bootstrap = member.get("mooncake_bootstrap_port", inst.members[0].get("mooncake_bootstrap_port"))
+    if bootstrap:
+        env["VLLM_MOONCAKE_BOOTSTRAP_PORT"] = str(bootstrap)
     if connector == "LMCacheConnectorV1":
         # P and D must hash prompts alike; LMCache reads its configuration (JSON is YAML) from this file
         env.update(LMCACHE_CONFIG_FILE=member["files"][0]["path"], LMCACHE_USE_EXPERIMENTAL="True",
@@ -471,7 +473,7 @@ def _processes(inv, inst, instances, door_host):
         if devices:
             volumes += [str(v) for v in inv.get(host, "llmserve_ascend_mounts") or []]
         member.update(container=container, image=inv.get(inst.master, "llmserve_image"), volumes=volumes,
-                      argv=argv, files=files, device_nodes=devices, log_options=_log_options(inv, host),
+                      argv=argv, files=files, env_file="%s/%s.env" % (config_dir, container), device_nodes=devices, log_options=_log_options(inv, host),
                       dp_start_rank=0 if inst.layout == TP_NODES else start)
         member["env"] = _engine_env(inv, inst, member)
         # a replica checks the front door's key itself (nginx passes Authorization on); vllm-router sends
@@ -525,7 +527,7 @@ def _front_door(inv, ports, entries, group):
     else:
         backends = {"prefill": [], "decode": []}
         for entry in entries:
-            backends[entry["kind"][len("vllm_"):]].extend(entry["endpoints"])
+            backends.setdefault(entry["kind"][len("vllm_"):], []).extend(entry["endpoints"])
         # with an API key, nginx checks it in front of the router (vllm-router 0.1.17 checks no client key)
         listen = ("127.0.0.1", ports.claim(host, inv.integer(host, "llmserve_proxy_router_port", 1), "router",
                                            "front-door", "llmserve_proxy_router_port")) if keyed else (address, port)
@@ -538,7 +540,7 @@ def _front_door(inv, ports, entries, group):
             "http://%s:%d" % tuple(door["members"][0]["listen"])]
         config = "%s/front-door/nginx.conf" % inv.get(host, "llmserve_config_dir")
         door["members"].append(dict(
-            host=host, container="llmserve-nginx", image=inv.get(host, "llmserve_nginx_image"),
+            host=host, role="nginx", container="llmserve-nginx", image=inv.get(host, "llmserve_nginx_image"),
             argv=["nginx", "-g", "daemon off;"], volumes=["%s:/etc/nginx/nginx.conf:ro" % config],
             health_url=door["health_url"], log_options=_log_options(inv, host),
             nginx=dict(config=config, listen=[address, port], servers=[u[len("http://"):] for u in upstream],
@@ -564,7 +566,7 @@ def _router(inv, host, entries, listen, metrics, retries):
              "--health-check-interval-secs", str(inv.integer(host, "llmserve_proxy_health_check_interval", 1))]
     argv += ["--retry-max-retries", str(retries)] if retries else ["--disable-retries"]
     argv += [str(a) for a in inv.get(host, "llmserve_proxy_extra_args") or []]
-    return dict(host=host, container="llmserve-router", image=inv.get(host, "llmserve_proxy_image"), argv=argv,
+    return dict(host=host, role="router", container="llmserve-router", image=inv.get(host, "llmserve_proxy_image"), argv=argv,
                 listen=list(listen), health_url="http://%s:%d/health" % listen, log_options=_log_options(inv, host))
 
 

@@ -86,7 +86,7 @@ def listens(member):
     if "VLLM_NIXL_SIDE_CHANNEL_PORT" in env:   # base + global DP rank (vLLM's data_parallel_index)
         base = int(env["VLLM_NIXL_SIDE_CHANNEL_PORT"])
         opened.update((env["VLLM_NIXL_SIDE_CHANNEL_HOST"], base + rank) for rank in ranks)
-    if "VLLM_MOONCAKE_BOOTSTRAP_PORT" in env:   # the prefill's bootstrap server (binds every address)
+    if "VLLM_MOONCAKE_BOOTSTRAP_PORT" in env and not ns.headless:   # the prefill's bootstrap server
         opened.add((address, int(env["VLLM_MOONCAKE_BOOTSTRAP_PORT"])))
     if "node_port" in member:
         held.add((address, member["node_port"]))
