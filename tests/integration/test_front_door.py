@@ -105,13 +105,18 @@ def test_replicas_behind_nginx_with_a_key_and_only_touched_containers_recreated(
     assert again["llmserve-replica-node2"] != after["llmserve-replica-node2"]
     assert {k: v for k, v in again.items() if k != "llmserve-replica-node2"} == \
         {k: v for k, v in after.items() if k != "llmserve-replica-node2"}
+    # taking the variable away counts too (docker_container alone notices only additions)
+    run(*inventory(tmp_path, "replicas", groups, node1=dict(llmserve_vllm_extra_args=["--max-num-seqs", "8"])))
+    assert container_ids(["node2"])["llmserve-replica-node2"] != again["llmserve-replica-node2"]
+    assert "VLLM_LOGGING_LEVEL" not in on_host("node2", "docker inspect -f '{{.Config.Env}}' "
+                                                        "llmserve-replica-node2").stdout
 
     # fetch_log: one folder per host, one file per container, with the container's own lines
     logs = tmp_path / "logs"
     run(*args, "--tags", "fetch_log", "-e", "llmserve_log_dir=%s" % logs)
     assert sorted(p.relative_to(logs).as_posix() for p in logs.rglob("*.log")) == [
         "node1/llmserve-replica-node1.log", "node2/llmserve-replica-node2.log", "node3/llmserve-nginx.log"]
-    assert "POST /v1/completions" in (logs / "node1" / "llmserve-replica-node1.log").read_text()
+    assert "vLLM API server version" in (logs / "node1" / "llmserve-replica-node1.log").read_text()
 
     run(*args, "--tags", "clean_up")
     for host in ("node1", "node2", "node3"):
