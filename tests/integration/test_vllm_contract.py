@@ -36,8 +36,12 @@ def pd(connector, **extra):
 
 
 def layouts():
-    cases = {name: pd(name) for name in ("NixlConnector", "MooncakeConnector", "LMCacheConnectorV1",
-                                         "MultiConnector", "MooncakeConnectorV1", "AscendHcclConnectorV1")}
+    cases = {name: pd(name) for name in ("NixlConnector", "MooncakeConnector", "MultiConnector")}
+    for name in ("MooncakeConnectorV1", "AscendHcclConnectorV1"):   # with their npu keys and peer sizes
+        cases[name] = pd(name, llmserve_accelerator="ascend_a3")
+    cases["LMCacheConnectorV1"] = pd("LMCacheConnectorV1", llmserve_lmcache_config={"chunk_size": 256})
+    cases["replicas"] = plan({"replica": ["r1", "r2"], "proxy": ["r"]},
+                             {h: dict(llmserve_devices="0-1", llmserve_tensor_parallel_size=2) for h in ("r1", "r2")})
     cases["ExampleConnector"] = pd("ExampleConnector", llmserve_kv_shared_path="/srv/kv")
     cases["extra args"] = pd("NixlConnector", llmserve_vllm_extra_args=["--enforce-eager", "--max-model-len", "512"])
     cases["pipeline"] = pd("NixlConnector", llmserve_pipeline_parallel_size=2)
