@@ -26,7 +26,7 @@ TESTBED = [str(BIN / "python"), str(REPO / "tests/testbed/testbed.py")]
 SIM = "llmserve/engine-sim:0.1.0"
 ROUTER = "llmserve/vllm-router:0.1.17"
 STAGES = {  # words of a task name (role tasks are named "role : name") -> stage
-    "Pull the images": "pull", "Start the engines": "start", "Start the front door": "start",
+    "Pull the images": "pull", "Start the engines": "start", "Start the front": "start",
     "Wait until every engine": "health", "Wait until the front door": "health",
 }
 ENV = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),

@@ -41,3 +41,17 @@ def task_results(playbook, *args):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     run = json.loads(res.stdout)
     return {t["task"]["name"]: t["hosts"] for play in run["plays"] for t in play["tasks"]}, run
+
+
+BED_HOSTS = ("node1", "node2", "node3", "node4")
+
+
+@pytest.fixture
+def clean_bed(testbed):
+    """No container or file of ours on the bed hosts before a deployment test, whatever ran before it
+    (another inventory's engines would hold the ports this one plans)."""
+    for host in BED_HOSTS:
+        subprocess.run(["docker", "exec", "llmserve-tb-" + host, "sh", "-c",
+                        "docker rm -f $(docker ps -aq --filter label=io.llmserve.cluster) >/dev/null 2>&1; "
+                        "rm -rf /etc/llmserve"], capture_output=True, timeout=120)
+    return testbed

@@ -72,7 +72,7 @@ def served(host, container):
     return logs.count('"POST /v1/completions HTTP/1.1" 200')
 
 
-def test_replicas_behind_nginx_with_a_key_and_only_touched_containers_recreated(tmp_path):
+def test_replicas_behind_nginx_with_a_key_and_only_touched_containers_recreated(clean_bed, tmp_path):
     groups = {"replica": ["node1", "node2"], "proxy": ["node3"]}
     args = inventory(tmp_path, "replicas", groups)
     out = run(*args, "--diff", "-v")
@@ -124,7 +124,7 @@ def test_replicas_behind_nginx_with_a_key_and_only_touched_containers_recreated(
         assert left.stdout.strip() == "", (host, left.stdout)
 
 
-def test_router_behind_the_key_check(tmp_path):
+def test_router_behind_the_key_check(clean_bed, tmp_path):
     args = inventory(tmp_path, "pd", {"prefill": ["node1"], "decode": ["node2"], "proxy": ["node3"]})
     run(*args)
     assert ask(DOOR) == 401

@@ -32,7 +32,7 @@ def healthy(url):
         return False
 
 
-def test_kill_stop_start_and_clean_up(testbed):
+def test_kill_stop_start_and_clean_up(clean_bed):
     res = ansible_playbook(SITE, "-i", str(EXAMPLE))
     assert res.returncode == 0, res.stdout[-3000:]
 
