@@ -60,10 +60,10 @@ import re
 
 from ._cluster_util import (boolean, claim_range, is_set, mapping, one_value, port, port_range, secret, single,
                             strings, url)
-from ._planner import DEFAULTS, SECRET_PLACEHOLDER
+from ._planner import SECRET_PLACEHOLDER
 
 GROUPS = ("gpustack_server", "gpustack_worker", "gpustack_database", "gpustack_lb")
-DEFAULTS.update({
+DEFAULTS = {
     "llmserve_gpustack_port": 80,
     "llmserve_gpustack_api_port": 30080,
     "llmserve_gpustack_proxy_port": 30079,
@@ -88,7 +88,7 @@ DEFAULTS.update({
     "llmserve_gpustack_server_extra_args": [],
     "llmserve_gpustack_worker_extra_args": [],
     "llmserve_gpustack_env": {},
-})
+}
 # the embedded gateway (Higress/Envoy) of every server listens on these fixed ports (gpustack/utils/s6_services.py)
 GATEWAY_PORTS = (18443, 9876, 15010, 15012, 8888, 15051, 15000, 15021, 15090, 15020)
 # keys of the unmerged multi-server PR #4358/#4379, not of released GPUStack

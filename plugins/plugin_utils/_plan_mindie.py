@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import posixpath
 
-from ._planner import DEFAULTS, MAX_PORT
+from ._planner import MAX_PORT
 
 GROUPS = ("mindie_server", "mindie_controller", "mindie_coordinator")
 SERVER, CONTROLLER, COORDINATOR = "mindie_server", "mindie_controller", "mindie_coordinator"
@@ -93,7 +93,7 @@ COORDINATOR_TLS = ("controller_server", "request_server", "mindie_client", "mind
 # what boot.sh exports for a Server (MindIE-Motor deploy_scripts/boot_helper/boot.sh)
 SERVER_ENV = {"GRPC_POLL_STRATEGY": "poll", "HCCL_RDMA_RETRY_CNT": "7", "HCCL_RDMA_TIMEOUT": "18",
               "HCCL_EXEC_TIMEOUT": "60"}
-DEFAULTS.update({
+DEFAULTS = {
     "llmserve_mindie_server_port": 1025,
     "llmserve_mindie_server_management_port": 1026,
     "llmserve_mindie_server_metrics_port": 1027,
@@ -109,7 +109,7 @@ DEFAULTS.update({
     "llmserve_mindie_p_rate": 0,
     "llmserve_mindie_d_rate": 0,
     "llmserve_mindie_env": {},
-})
+}
 
 
 class Component:

@@ -48,11 +48,11 @@ from __future__ import annotations
 import json
 
 from ._cluster_util import claim_range, is_set, mapping, not_in_both, one_value, port, port_range, secret, strings, url
-from ._planner import DEFAULTS, DEVICE_ENV
+from ._planner import DEVICE_ENV
 
 GROUPS = ("ray_head", "ray_worker")
 AUTH_MODES = ("disabled", "token")
-DEFAULTS.update({
+DEFAULTS = {
     "llmserve_ray_port": 6379,
     "llmserve_ray_dashboard_port": 8265,
     "llmserve_ray_client_port": 10001,
@@ -66,11 +66,13 @@ DEFAULTS.update({
     "llmserve_ray_max_worker_port": 10999,
     "llmserve_ray_auth_mode": "disabled",
     "llmserve_ray_start_extra_args": [],
-})
-# shared with the PD vLLM system; set here too so this module stands on its own
-for _name, _value in (("llmserve_vllm_port", 8000), ("llmserve_vllm_extra_args", []), ("llmserve_vllm_env", {}),
-                      ("llmserve_tensor_parallel_size", 1), ("llmserve_pipeline_parallel_size", 1)):
-    DEFAULTS.setdefault(_name, _value)
+    # shared with the PD vLLM system, which has the same defaults
+    "llmserve_vllm_port": 8000,
+    "llmserve_vllm_extra_args": [],
+    "llmserve_vllm_env": {},
+    "llmserve_tensor_parallel_size": 1,
+    "llmserve_pipeline_parallel_size": 1,
+}
 
 NODE_PORTS = (
     # variable, service, ray start flag

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 
-from ._planner import DEFAULTS, DEVICE_ENV
+from ._planner import DEVICE_ENV
 
 GROUPS = ("prefill", "decode", "replica", "proxy", "P", "D", "C")
 # KV connectors the collection knows how to launch: role of the prefill side, of the decode side
@@ -44,7 +44,7 @@ NIXL_LIKE = ("NixlConnector", "MultiConnector")
 # Ascend connectors whose configuration names the sizes of the other side
 PEER_SIZED = ("AscendHcclConnectorV1", "MooncakeConnectorV1")
 ASCEND = ("ascend_a2", "ascend_a3")
-DEFAULTS.update({
+DEFAULTS = {
     "llmserve_kv_connector": "NixlConnector",
     "llmserve_vllm_port": 8000,
     "llmserve_vllm_dp_rpc_port": 13345,
@@ -72,7 +72,7 @@ DEFAULTS.update({
                                "/usr/local/dcmi:/usr/local/dcmi:ro",
                                "/usr/local/bin/npu-smi:/usr/local/bin/npu-smi:ro",
                                "/etc/hccn.conf:/etc/hccn.conf:ro"],
-})
+}
 # what omni-infer's launch scripts export for HCCL (reference/omni-infer.md §4); llmserve_vllm_env overrides
 ASCEND_ENV = {"HCCL_CONNECT_TIMEOUT": "1800", "HCCL_EXEC_TIMEOUT": "120", "HCCL_RDMA_TIMEOUT": "20",
               "HCCL_INTRA_ROCE_ENABLE": "1", "HCCL_INTRA_PCIE_ENABLE": "0"}

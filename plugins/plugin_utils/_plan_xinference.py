@@ -42,10 +42,10 @@ Variables (read on the supervisor unless said otherwise; defaults in DEFAULTS)
 from __future__ import annotations
 
 from ._cluster_util import boolean, is_set, mapping, one_value, port, secret, single, url
-from ._planner import DEFAULTS, DEVICE_ENV
+from ._planner import DEVICE_ENV
 
 GROUPS = ("xinference_supervisor", "xinference_worker")
-DEFAULTS.update({
+DEFAULTS = {
     "llmserve_xinference_port": 9997,
     "llmserve_xinference_supervisor_port": 9999,
     "llmserve_xinference_worker_port": 30001,
@@ -55,7 +55,7 @@ DEFAULTS.update({
     "llmserve_xinference_admin_user": "admin",
     "llmserve_xinference_env": {},
     "llmserve_xinference_models": [],
-})
+}
 # optional vaulted keys of the supervisor: environment variable they become
 AUTH_KEYS = (("llmserve_xinference_auth_jwt_secret_key", "XINFERENCE_AUTH_JWT_SECRET_KEY"),
              ("llmserve_xinference_auth_encryption_key", "XINFERENCE_AUTH_ENCRYPTION_KEY"))

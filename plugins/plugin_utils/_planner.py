@@ -19,7 +19,7 @@ ACCELERATORS = ("nvidia", "ascend_a2", "ascend_a3", "cpu")
 # the variable that tells an engine which devices are its own, per accelerator (none on CPU)
 DEVICE_ENV = {"nvidia": "CUDA_VISIBLE_DEVICES", "ascend_a2": "ASCEND_RT_VISIBLE_DEVICES",
               "ascend_a3": "ASCEND_RT_VISIBLE_DEVICES"}
-# defaults of the variables every system reads; system modules add their own to DEFAULTS
+# defaults of the variables every system reads; each system module has its own DEFAULTS beside these
 DEFAULTS = {
     "llmserve_accelerator": "nvidia",
     "llmserve_reserved_ports": [],
@@ -122,16 +122,17 @@ class Ports:
 class Inventory:
     """Reads variables with defaults, recording a problem for each bad one."""
 
-    def __init__(self, groups, hostvars):
+    def __init__(self, groups, hostvars, defaults=None):
         self.groups = {g: list(h) for g, h in groups.items()}
         self.hostvars = hostvars
+        self.defaults = DEFAULTS if defaults is None else defaults
         self.problems = []
 
     def get(self, host, name, default=None):
         hv = self.hostvars.get(host, {})
         if name in hv:
             return hv[name]
-        return DEFAULTS.get(name, default)
+        return self.defaults.get(name, default)
 
     def integer(self, host, name, minimum=0, default=None):
         value = self.get(host, name, default)
@@ -222,12 +223,14 @@ def build_plan(groups, hostvars):
     instances, doors = [], []
     ran = [s for s in _systems() if any(inv.groups.get(g) for g in s.GROUPS)]
     for system in ran:
+        inv.defaults = dict(DEFAULTS, **system.DEFAULTS)   # a system reads its own defaults and the core's
         part = system.plan(inv, ports)
         instances.extend(part["instances"])
         doors.extend([part["front_door"]] if part.get("front_door") else [])
     if not ran:
         inv.problem(None, "groups", "no group of a known system has hosts (e.g. prefill and decode, "
                     "or omni-infer's P, D and C)")
+    inv.defaults = DEFAULTS
     engine_hosts = {h for i in instances for h in i["hosts"]}
     _check_hosts(inv, sorted(engine_hosts | {d["host"] for d in doors}), engine_hosts)
     if inv.problems:
