@@ -1,0 +1,176 @@
+# Copyright: llmserve.cluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Rank tables of Ascend deployments, from each host's NPU facts: pure functions, no Ansible import.
+
+A *server* here is ``{"server_id": host address, "devices": [device, ...]}`` in rank order, a device
+``{"device_id", "device_ip", "logical_id", "super_device_id", "super_pod_id"}`` as npu_facts reports it
+(the last two on A3 only). Formats (reference/omni-infer.md §3, reference/mindie.md §3):
+
+- HCCL v1.0 (A2) and v1.2 (A3: ``host_ip``, ``super_device_id``, ``super_pod_list``), one per instance;
+- omni-infer's local table of one host, its merge over the hosts of one instance, and the global merge
+  (a group per prefill instance, then decode), byte-compatible with its ``pd_ranktable_tools.py``;
+- vllm-ascend's ``prefill_device_list`` / ``decode_device_list``;
+- MindIE's global table (group 0 coordinator, 1 controller, 2 and up the server instances).
+
+Where the peers' own generators disagree with their consumers (fixtures in tests/unit/fixtures/ranktable),
+these follow the consumer: ``rank_id`` is always written, numbered by node order then card order within
+the instance; ``device_logical_id`` is written where MindIE reads it.
+"""
+
+from __future__ import annotations
+
+import json
+
+
+class RankTableError(Exception):
+    """What is wrong with a table, for a person."""
+
+
+def _device(dev, rank, a3, logical=False):
+    entry = {"device_id": str(dev["device_id"]), "device_ip": str(dev["device_ip"])}
+    if logical:
+        entry["device_logical_id"] = str(dev["logical_id"])
+    entry["rank_id"] = str(rank)
+    if a3:
+        entry["super_device_id"] = str(dev["super_device_id"])
+    return entry
+
+
+def _ranked(servers, a3, logical=False, start=0):
+    """server_list entries with rank ids running over the servers in order, then cards."""
+    rank, out = start, []
+    for server in servers:
+        devices = []
+        for dev in server["devices"]:
+            devices.append(_device(dev, rank, a3, logical))
+            rank += 1
+        out.append({"server_id": server["server_id"], "device": devices})
+    return out
+
+
+def _super_pods(servers):
+    pods = {}
+    for server in servers:
+        pod = str(server["devices"][0].get("super_pod_id", 0)) if server["devices"] else "0"
+        pods.setdefault(pod, []).append({"server_id": server["server_id"]})
+    return [{"super_pod_id": pod, "server_list": members} for pod, members in sorted(pods.items())]
+
+
+def hccl(servers, a3=False):
+    """The HCCL rank table of one instance (RANK_TABLE_FILE): v1.0 on A2, v1.2 on A3."""
+    server_list = []
+    for entry in _ranked(servers, a3):
+        server = {"server_id": entry["server_id"], "container_ip": entry["server_id"]}
+        if a3:
+            server["host_ip"] = entry["server_id"]
+        server["device"] = entry["device"]
+        server_list.append(server)
+    table = {"version": "1.2" if a3 else "1.0", "server_count": str(len(servers)), "status": "completed",
+             "server_list": server_list}
+    if a3:
+        table["super_pod_list"] = _super_pods(servers)
+    return table
+
+
+def _omni_servers(servers, a3):
+    return [{"server_id": e["server_id"], "server_ip": e["server_id"], "device": e["device"]}
+            for e in _ranked(servers, a3)]
+
+
+def omni_local(server, a3=False):
+    """omni-infer's ``local_ranktable_<ip>_<ids>.json`` of one host (its gen mode): ranks 0..n-1."""
+    return {"version": "1.0", "status": "completed", "group_id": "0", "server_count": "1",
+            "server_list": _omni_servers([server], a3)}
+
+
+def omni_merged(servers, a3=False):
+    """omni-infer's ``local_ranktable_merge.json`` of an instance over several hosts (merge-local mode):
+    an integer server_count and ranks renumbered across the hosts."""
+    return {"version": "1.0", "status": "completed", "group_id": "0", "server_count": len(servers),
+            "server_list": _omni_servers(servers, a3)}
+
+
+def omni_global(prefill_instances, decode_servers, a3=False):
+    """omni-infer's ``global_ranktable_merge.json``: group "0".."P-1" the prefill instances in order, then
+    the decode instance; the connector tells them apart by group_id < PREFILL_POD_NUM."""
+    groups = [servers for servers in prefill_instances] + [decode_servers]
+    return {"version": "1.0", "status": "completed", "server_group_list": [
+        {"group_id": str(i), "server_count": len(servers), "server_list": _omni_servers(servers, a3)}
+        for i, servers in enumerate(groups)]}
+
+
+def omni_local_name(server):
+    """omni-infer's file name: the host address, then the device ids joined with nothing between."""
+    return "local_ranktable_%s_%s.json" % (server["server_id"], "".join(str(d["device_id"]) for d in server["devices"]))
+
+
+def vllm_ascend(prefill_servers, decode_servers, a3=False):
+    """vllm-ascend's ``ranktable.json`` (DISAGGREGATED_PREFILL_RANK_TABLE_PATH): devices in node order,
+    cluster_id counting from 1 over both lists, server_count the number of nodes."""
+    lists, cluster = {}, 0
+    for name, servers in (("prefill_device_list", prefill_servers), ("decode_device_list", decode_servers)):
+        lists[name] = []
+        for server in servers:
+            for dev in server["devices"]:
+                cluster += 1
+                entry = {"server_id": server["server_id"], "device_id": str(dev["device_id"]),
+                         "device_ip": str(dev["device_ip"])}
+                if a3:
+                    entry.update(super_pod_id=str(dev["super_pod_id"]), super_device_id=str(dev["super_device_id"]))
+                entry["cluster_id"] = str(cluster)
+                lists[name].append(entry)
+    return {"version": "1.2", "server_count": str(len(prefill_servers) + len(decode_servers)),
+            **lists, "status": "completed"}
+
+
+def mindie_global(coordinators, controllers, server_groups, a3=False):
+    """MindIE's global rank table: group "0" the coordinator(s), "1" the controller, "2" and up one group
+    per server instance, each device with device_logical_id and rank_id (its controller requires both)."""
+    groups = [
+        {"group_id": "0", "server_count": str(len(coordinators)),
+         "server_list": [{"server_id": a, "server_ip": a} for a in coordinators]},
+        {"group_id": "1", "server_count": str(len(controllers)),
+         "server_list": [{"server_id": a, "server_ip": a} for a in controllers]},
+    ]
+    for i, servers in enumerate(server_groups, start=2):
+        server_list = [{"server_id": e["server_id"], "server_ip": e["server_id"], "device": e["device"]}
+                       for e in _ranked(servers, a3, logical=True)]
+        group = {"group_id": str(i), "server_count": str(len(servers)), "server_list": server_list}
+        if a3:
+            group["super_pod_list"] = _super_pods(servers)
+        groups.append(group)
+    return {"version": "1.2" if a3 else "1.0", "status": "completed", "server_group_list": groups}
+
+
+def check(table, expected_devices=None, what="rank table"):
+    """Raise RankTableError unless: status completed, device IPs unique, rank ids contiguous from 0 within
+    each server list group, and (when given) the device count of each group equals the plan's."""
+    if table.get("status") != "completed":
+        raise RankTableError("%s: status is %r, not \"completed\"" % (what, table.get("status")))
+    groups = table.get("server_group_list") or [table]
+    seen = {}
+    for index, group in enumerate(groups):
+        devices = [d for s in group.get("server_list", []) for d in s.get("device", [])]
+        for s in group.get("server_list", []):
+            for d in s.get("device", []):
+                ip = d.get("device_ip")
+                if ip in seen:
+                    raise RankTableError("%s: device IP %s is on %s device %s and on %s device %s; every NPU needs "
+                                         "its own (hccn_tool -i N -ip -g)" % (what, ip, seen[ip][0], seen[ip][1],
+                                                                              s["server_id"], d["device_id"]))
+                seen[ip] = (s["server_id"], d.get("device_id"))
+        ranks = [int(d["rank_id"]) for d in devices if "rank_id" in d]
+        if ranks and sorted(ranks) != list(range(len(devices))):
+            raise RankTableError("%s: group %s has rank ids %s, not 0..%d" % (
+                what, group.get("group_id", index), sorted(ranks), len(devices) - 1))
+        if expected_devices is not None and "device" in (group.get("server_list") or [{}])[0]:
+            want = expected_devices[index] if isinstance(expected_devices, list) else expected_devices
+            if len(devices) != want:
+                raise RankTableError("%s: group %s lists %d devices, the plan has %d" % (
+                    what, group.get("group_id", index), len(devices), want))
+
+
+def dumps(table):
+    """The text the hosts get: omni-infer's own layout (4-space indent, no final newline), so the files
+    compare equal to its tool's."""
+    return json.dumps(table, indent=4)

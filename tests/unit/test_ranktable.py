@@ -1,0 +1,108 @@
+"""Rank tables: ours equal what the peers' own generators wrote for the same NPUs (fixtures recorded by
+running omni-infer's pd_ranktable_tools.py and vllm-ascend's gen_ranktable.py, see
+tests/unit/fixtures/ranktable/README.md), and the checks refuse the mistakes that start clusters that
+never serve."""
+import json
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.llmserve.cluster.plugins.plugin_utils import _ranktable as rt
+
+FIXTURES = Path(__file__).parent / "fixtures" / "ranktable"
+
+
+def case(name):
+    """(input, {file name: text}) of a recorded case; devices in npu_facts' shape."""
+    data = json.loads((FIXTURES / name / "input.json").read_text())
+    servers = {}
+    for host in data["hosts"]:
+        servers[host["host_ip"]] = {"server_id": host["host_ip"], "devices": [
+            dict(d, super_device_id=d.get("sdid")) for d in host["devices"]]}
+    outputs = {p.name: p.read_text() for p in (FIXTURES / name / "out").iterdir()}
+    return data, servers, outputs
+
+
+@pytest.mark.parametrize("name", ["omni_a2_2p1d", "omni_a2_16dev_1p1d"])
+def test_omni_local_tables_equal_omni_infers_byte_for_byte(name):
+    dummy, servers, outputs = case(name)
+    for server in servers.values():
+        assert rt.dumps(rt.omni_local(server)) == outputs[rt.omni_local_name(server)]
+
+
+@pytest.mark.parametrize("name", ["omni_a2_2p1d", "omni_a2_16dev_1p1d"])
+def test_omni_global_merge_equals_omni_infers(name):
+    data, servers, outputs = case(name)
+    prefill = [[servers[h] for h in inst["hosts"]] for inst in data["layout"]["P"]]
+    decode = [servers[h] for inst in data["layout"]["D"] for h in inst["hosts"]]
+    table = rt.omni_global(prefill, decode)
+    assert rt.dumps(table) == outputs["global_ranktable_merge.json"]
+    rt.check(table, expected_devices=[8 * len(p) if name == "omni_a2_2p1d" else 16 for p in prefill]
+             + [len(decode) * (8 if name == "omni_a2_2p1d" else 16)], what=name)
+
+
+def test_omni_merge_of_the_two_host_decode_equals_omni_infers():
+    data, servers, outputs = case("omni_a2_2p1d")
+    decode = [servers[h] for h in data["layout"]["D"][0]["hosts"]]
+    assert rt.dumps(rt.omni_merged(decode)) == outputs["local_ranktable_merge.json"]
+
+
+@pytest.mark.parametrize("name,a3", [("vllm_ascend_a2_2p2d", False), ("vllm_ascend_a3_2node", True)])
+def test_vllm_ascend_table_equals_gen_ranktables(name, a3):
+    data, servers, outputs = case(name)
+    prefill = [servers[h] for h in data["layout"]["prefill_nodes"]]
+    decode = [servers[h] for h in data["layout"]["decode_nodes"]]
+    assert rt.dumps(rt.vllm_ascend(prefill, decode, a3=a3)) == outputs["ranktable.json"]
+
+
+def test_hccl_v10_ranks_run_over_nodes_then_cards():
+    dummy, servers, dummy = case("omni_a2_2p1d")
+    table = rt.hccl([servers["10.0.0.3"], servers["10.0.0.4"]])
+    assert table["version"] == "1.0" and table["server_count"] == "2" and "super_pod_list" not in table
+    first, second = table["server_list"]
+    assert first["server_id"] == first["container_ip"] == "10.0.0.3"
+    assert [d["rank_id"] for d in first["device"]] == [str(i) for i in range(8)]
+    assert [d["rank_id"] for d in second["device"]] == [str(i) for i in range(8, 16)]
+    assert second["device"][0] == {"device_id": "0", "device_ip": "192.168.4.10", "rank_id": "8"}
+    rt.check(table, expected_devices=16)
+
+
+def test_hccl_v12_on_a3_has_super_devices_and_super_pods():
+    dummy, servers, dummy = case("vllm_ascend_a3_2node")
+    table = rt.hccl(list(servers.values()), a3=True)
+    assert table["version"] == "1.2"
+    assert table["server_list"][0]["host_ip"] == "10.0.0.1"
+    assert table["server_list"][1]["device"][0]["super_device_id"] == "109051904"
+    assert table["super_pod_list"] == [{"super_pod_id": "0", "server_list": [{"server_id": "10.0.0.1"},
+                                                                           {"server_id": "10.0.0.2"}]}]
+
+
+def test_mindie_global_groups_and_logical_ids():
+    dummy, servers, dummy = case("omni_a2_2p1d")
+    table = rt.mindie_global(["10.0.0.9"], ["10.0.0.9"], [[servers["10.0.0.1"]], [servers["10.0.0.3"], servers["10.0.0.4"]]])
+    groups = table["server_group_list"]
+    assert [g["group_id"] for g in groups] == ["0", "1", "2", "3"]
+    assert groups[0]["server_list"] == [{"server_id": "10.0.0.9", "server_ip": "10.0.0.9"}]
+    assert "device" not in groups[1]["server_list"][0]
+    dev = groups[3]["server_list"][1]["device"][7]
+    assert dev == {"device_id": "7", "device_ip": "192.168.4.17", "device_logical_id": "7", "rank_id": "15"}
+    rt.check(table, expected_devices=[0, 0, 8, 16])
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda t: t.update(status="initializing"), "status is 'initializing'"),
+    (lambda t: t["server_list"][1]["device"][0].update(device_ip="192.168.3.10"), "device IP 192.168.3.10 is on 10.0.0.3"),
+    (lambda t: t["server_list"][1]["device"][0].update(rank_id="17"), "rank ids"),
+])
+def test_check_refuses_what_would_start_a_cluster_that_never_serves(mutate, message):
+    dummy, servers, dummy = case("omni_a2_2p1d")
+    table = rt.hccl([servers["10.0.0.3"], servers["10.0.0.4"]])
+    mutate(table)
+    with pytest.raises(rt.RankTableError, match=message):
+        rt.check(table)
+
+
+def test_check_refuses_a_device_count_other_than_the_plans():
+    dummy, servers, dummy = case("omni_a2_2p1d")
+    with pytest.raises(rt.RankTableError, match="lists 8 devices, the plan has 16"):
+        rt.check(rt.hccl([servers["10.0.0.3"]]), expected_devices=16)
