@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import json
 
+from ._cluster_util import boolean
 from ._planner import DEVICE_ENV
+from ._ranktable import member_paths, table_dir
 
 GROUPS = ("prefill", "decode", "replica", "proxy", "P", "D", "C")
 # KV connectors the collection knows how to launch: role of the prefill side, of the decode side
@@ -64,6 +66,8 @@ DEFAULTS = {
     "llmserve_proxy_health_check_interval": 5,
     "llmserve_proxy_extra_args": [],
     "llmserve_pythonhashseed": 0,
+    # omni-infer's decode layout (one data-parallel rank per device) is for MoE models such as DeepSeek
+    "llmserve_moe_model": True,
     "llmserve_docker_log_max_size": "100m",
     "llmserve_docker_log_max_file": 3,
     "llmserve_config_dir": "/etc/llmserve",
@@ -311,7 +315,7 @@ def _omni_ports(inv, ports, instances):
             for i, device in enumerate(devices):
                 member = dict(host=host, address=address, headless=False, local_dp=1, devices=[device])
                 if host == inst.master and i == 0:   # rank 0 serves the DP RPC port the other ranks dial
-                    if dp > 1:
+                    if dp > 1 and boolean(inv, inst.master, "llmserve_moe_model"):
                         member["dp_rpc_port"] = ports.claim(host, node_port, "vllm-dp-rpc", inst.name, "node_port")
                     else:
                         member["node_port"] = ports.claim(host, node_port, "omni-node-port", inst.name, "node_port")
@@ -378,7 +382,10 @@ def _parallel_args(inst, member, start, dp):
                 args.append("--headless")
         return args
     if inst.layout == EXTERNAL_DP:
-        if dp > 1:   # one vLLM per rank behind the front door; --data-parallel-rank implies external LB
+        # one vLLM per rank behind the front door; --data-parallel-rank implies external LB. vLLM refuses that
+        # for a dense model ("Non-MoE models do not support external data parallel mode"): with
+        # llmserve_moe_model false, the ranks run as independent engines (no DP RPC port was claimed then)
+        if dp > 1 and "dp_rpc_port" in head:
             args += ["--data-parallel-size", str(dp), "--data-parallel-rank", str(start),
                      "--data-parallel-address", head["address"], "--data-parallel-rpc-port", str(head["dp_rpc_port"])]
         return args
@@ -404,6 +411,10 @@ def _engine_env(inv, inst, member):
         env[device_var] = ",".join(str(d) for d in member["devices"])
     if accelerator in ASCEND:
         env.update(ASCEND_ENV, HCCL_IF_IP=member["address"])
+        # the rank tables the ranktable stage writes for this member (omni-infer's launch reads both)
+        hosts = len({m["host"] for m in inst.members})
+        env.update(member_paths(str(inv.get(inst.master, "llmserve_config_dir")), inst.name, member["address"],
+                                _host_devices(inst, host), hosts))
         if inst.side == "decode":
             env["HCCL_BUFFSIZE"] = "1000"
     nic = inv.get(host, "llmserve_network_interface")
@@ -424,6 +435,10 @@ def _engine_env(inv, inst, member):
                    PYTHONHASHSEED=str(inv.get(inst.master, "llmserve_pythonhashseed")))
     env.update({str(k): str(v) for k, v in (inv.get(inst.master, "llmserve_vllm_env") or {}).items()})
     return env
+
+
+def _host_devices(inst, host):
+    return [d for m in inst.members if m["host"] == host for d in m["devices"]]
 
 
 def _device_nodes(inv, host, instances):
@@ -472,6 +487,8 @@ def _processes(inv, inst, instances, door_host):
         devices = _device_nodes(inv, host, instances)
         if devices:
             volumes += [str(v) for v in inv.get(host, "llmserve_ascend_mounts") or []]
+            folder = table_dir(config_dir)
+            volumes.append("%s:%s:ro" % (folder, folder))
         member.update(container=container, image=inv.get(inst.master, "llmserve_image"), volumes=volumes,
                       argv=argv, files=files, env_file="%s/%s.env" % (config_dir, container), device_nodes=devices, log_options=_log_options(inv, host),
                       dp_start_rank=0 if inst.layout == TP_NODES else start)

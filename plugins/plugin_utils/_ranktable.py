@@ -99,9 +99,9 @@ def omni_global(prefill_instances, decode_servers, a3=False):
         for i, servers in enumerate(groups)]}
 
 
-def omni_local_name(server):
+def omni_local_name(address, device_ids):
     """omni-infer's file name: the host address, then the device ids joined with nothing between."""
-    return "local_ranktable_%s_%s.json" % (server["server_id"], "".join(str(d["device_id"]) for d in server["devices"]))
+    return "local_ranktable_%s_%s.json" % (address, "".join(str(d) for d in device_ids))
 
 
 def vllm_ascend(prefill_servers, decode_servers, a3=False):
@@ -174,3 +174,92 @@ def dumps(table):
     """The text the hosts get: omni-infer's own layout (4-space indent, no final newline), so the files
     compare equal to its tool's."""
     return json.dumps(table, indent=4)
+
+
+# ---------------------------------------------------------------- from the plan and the hosts' facts
+
+ASCEND = ("ascend_a2", "ascend_a3")
+GLOBAL_NAME = "global_ranktable_merge.json"
+
+
+def table_dir(config_dir):
+    return "%s/ranktable" % config_dir
+
+
+def _server(host, address, devices, facts):
+    """The server entry of one host: the plan's devices (logical ids) as the host reported them."""
+    npu = facts.get(host)
+    if not npu:
+        raise RankTableError("%s: no NPU facts; run llmserve.cluster.npu_facts on it first" % host)
+    by_logical = {int(d["logical_id"]): d for d in npu.get("devices", [])}
+    missing = [d for d in devices if d not in by_logical]
+    if missing:
+        raise RankTableError("%s: the plan gives it device(s) %s, but npu-smi reports only %s; fix "
+                             "ascend_rt_visible_devices or llmserve_devices" % (
+                                 host, ",".join(map(str, missing)), ",".join(map(str, sorted(by_logical))) or "none"))
+    lost = [d for d in devices if not by_logical[d].get("device_ip")]
+    if lost:
+        raise RankTableError("%s: device(s) %s have no IP address (hccn_tool -i N -ip -s address A netmask M)"
+                             % (host, ",".join(map(str, lost))))
+    return {"server_id": address, "devices": [by_logical[d] for d in devices]}
+
+
+def plan_files(plan, facts):
+    """{host: [(path, text)]}: the rank tables every Ascend engine host of the plan reads.
+
+    Per host, omni-infer's local table of its devices; per instance over several hosts, the merged table;
+    the global table of every prefill instance and the decode instance; per instance, the HCCL table.
+    Raises RankTableError naming the host when facts and plan disagree or a table fails its checks.
+    """
+    instances = [i for i in plan["instances"] if i["kind"] in ("vllm_prefill", "vllm_decode")
+                 and plan["hosts"][i["master"]]["accelerator"] in ASCEND]
+    if not instances:
+        return {}
+    a3 = plan["hosts"][instances[0]["master"]]["accelerator"] == "ascend_a3"
+    files, servers_of = {}, {}
+    for inst in instances:
+        order = []
+        for member in inst["members"]:
+            if member["host"] not in order:
+                order.append(member["host"])
+        servers = []
+        for host in order:
+            devices = [d for m in inst["members"] if m["host"] == host for d in m["devices"]]
+            servers.append(_server(host, plan["hosts"][host]["address"], devices, facts))
+        servers_of[inst["name"]] = servers
+        folder = _folder(inst)
+        for host, server in zip(order, servers):
+            name = omni_local_name(server["server_id"], [int(d["logical_id"]) for d in server["devices"]])
+            files.setdefault(host, []).append(("%s/%s" % (folder, name), omni_local(server, a3)))
+        for host in order:
+            if len(servers) > 1:
+                files[host].append(("%s/local_ranktable_merge_%s.json" % (folder, inst["name"]),
+                                    omni_merged(servers, a3)))
+            files[host].append(("%s/hccl_%s.json" % (folder, inst["name"]), hccl(servers, a3)))
+    prefill = [servers_of[i["name"]] for i in instances if i["kind"] == "vllm_prefill"]
+    decode = [s for i in instances if i["kind"] == "vllm_decode" for s in servers_of[i["name"]]]
+    whole = omni_global(prefill, decode, a3)
+    check(whole, expected_devices=[sum(len(s["devices"]) for s in g) for g in prefill + [decode]],
+          what=GLOBAL_NAME)
+    for host in files:
+        files[host].append(("%s/%s" % (_folder(instances[0]), GLOBAL_NAME), whole))
+    out = {}
+    for host, tables in files.items():
+        for path, table in tables:
+            check(table, what="%s on %s" % (path.rsplit("/", 1)[-1], host))
+        out[host] = [(path, dumps(table)) for path, table in tables]
+    return out
+
+
+def _folder(inst):
+    """Every member's env names its files; their folder is the same for the whole plan."""
+    return inst["members"][0]["env"]["GLOBAL_RANK_TABLE_FILE_PATH"].rsplit("/", 1)[0]
+
+
+def member_paths(config_dir, instance, host_address, devices, hosts_in_instance):
+    """GLOBAL_RANK_TABLE_FILE_PATH and RANK_TABLE_FILE_PATH of one member (omni-infer's launch reads both):
+    its host's local table, or the instance's merged table when the instance spans hosts."""
+    folder = table_dir(config_dir)
+    local = "%s/local_ranktable_merge_%s.json" % (folder, instance) if hosts_in_instance > 1 else \
+        "%s/%s" % (folder, omni_local_name(host_address, devices))
+    return {"GLOBAL_RANK_TABLE_FILE_PATH": "%s/%s" % (folder, GLOBAL_NAME), "RANK_TABLE_FILE_PATH": local}
