@@ -80,6 +80,11 @@ DEFAULTS = {
 # what omni-infer's launch scripts export for HCCL (reference/omni-infer.md §4); llmserve_vllm_env overrides
 ASCEND_ENV = {"HCCL_CONNECT_TIMEOUT": "1800", "HCCL_EXEC_TIMEOUT": "120", "HCCL_RDMA_TIMEOUT": "20",
               "HCCL_INTRA_ROCE_ENABLE": "1", "HCCL_INTRA_PCIE_ENABLE": "0"}
+# the rest of what omni-infer's vllm_run_for_p.sh exports (reference/omni-infer.md §4)
+OMNI_ENV = {"VLLM_USE_V1": "1", "VLLM_WORKER_MULTIPROC_METHOD": "fork", "TNG_HOST_COPY": "1",
+            "AUTO_USE_UC_MEMORY": "1", "TASK_QUEUE_ENABLE": "2", "ASCEND_GLOBAL_LOG_LEVEL": "3",
+            "PYTORCH_NPU_ALLOC_CONF": "expandable_segments:True", "HCCL_OP_EXPANSION_MODE": "AIV",
+            "VLLM_ENABLE_MC2": "1"}
 ASCEND_DEVICE_NODES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
 # how an instance's members run: native internal-LB data parallel (one member per host), one TP group
 # over several nodes (omni-infer's P), external-LB data parallel (omni-infer's D, one member per device)
@@ -402,7 +407,7 @@ def _parallel_args(inst, member, start, dp):
     return args
 
 
-def _engine_env(inv, inst, member):
+def _engine_env(inv, inst, member, instances):
     """What every engine process needs to know beyond its argv: its address, devices, connector, NICs."""
     host, accelerator, connector = member["host"], inv.get(member["host"], "llmserve_accelerator"), _connector(inv, inst)
     env = {"VLLM_HOST_IP": member["address"]}
@@ -415,6 +420,11 @@ def _engine_env(inv, inst, member):
         hosts = len({m["host"] for m in inst.members})
         env.update(member_paths(str(inv.get(inst.master, "llmserve_config_dir")), inst.name, member["address"],
                                 _host_devices(inst, host), hosts))
+        if inst.layout != INTERNAL_DP:   # omni-infer's P/D/C inventory: what its launch scripts export
+            decode = [m["address"] for i in instances if i.side == "decode" for m in i.members]
+            env.update(OMNI_ENV, ROLE=inst.side, PREFILL_POD_NUM=str(sum(i.side == "prefill" for i in instances)),
+                       GLOBAL_DECODE_SERVER_IP_LIST=",".join(dict.fromkeys(decode)),
+                       LOCAL_DECODE_SERVER_IP_LIST=",".join(dict.fromkeys(decode)))
         if inst.side == "decode":
             env["HCCL_BUFFSIZE"] = "1000"
     nic = inv.get(host, "llmserve_network_interface")
@@ -492,7 +502,7 @@ def _processes(inv, inst, instances, door_host):
         member.update(container=container, image=inv.get(inst.master, "llmserve_image"), volumes=volumes,
                       argv=argv, files=files, env_file="%s/%s.env" % (config_dir, container), device_nodes=devices, log_options=_log_options(inv, host),
                       dp_start_rank=0 if inst.layout == TP_NODES else start)
-        member["env"] = _engine_env(inv, inst, member)
+        member["env"] = _engine_env(inv, inst, member, instances)
         # a replica checks the front door's key itself (nginx passes Authorization on); vllm-router sends
         # an empty bearer token to prefill/decode engines, so those stay open on their private addresses
         member["secret_env"] = {}

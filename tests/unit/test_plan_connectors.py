@@ -408,3 +408,41 @@ def test_router_retries(retries, expected, absent):
     argv = plan["front_door"]["members"][0]["argv"]
     start = argv.index(expected[0])
     assert argv[start:start + len(expected)] == expected and absent not in argv
+
+
+# ---------------------------------------------------------------- omni-infer's launch environment
+
+def test_omni_members_get_omni_infers_launch_variables_and_their_rank_tables():
+    from plan_inventories import omni_2p1d
+    plan = plan_of(*omni_2p1d())
+    p1, d1 = member(plan, "prefill-1", "p1"), [m for m in instance(plan, "decode-0")["members"] if m["host"] == "d1"][0]
+    for m, role in ((p1, "prefill"), (d1, "decode")):
+        env = m["env"]
+        assert env["ROLE"] == role and env["PREFILL_POD_NUM"] == "2"
+        assert env["GLOBAL_DECODE_SERVER_IP_LIST"] == env["LOCAL_DECODE_SERVER_IP_LIST"] == "10.0.0.3,10.0.0.4"
+        assert env["VLLM_WORKER_MULTIPROC_METHOD"] == "fork" and env["HCCL_OP_EXPANSION_MODE"] == "AIV"
+        assert env["GLOBAL_RANK_TABLE_FILE_PATH"] == "/etc/llmserve/ranktable/global_ranktable_merge.json"
+        assert "/etc/llmserve/ranktable:/etc/llmserve/ranktable:ro" in m["volumes"]
+    # a single-host P reads its host's local table; the decode instance spans two hosts: the merged one
+    assert p1["env"]["RANK_TABLE_FILE_PATH"] == \
+        "/etc/llmserve/ranktable/local_ranktable_10.0.0.2_0123456789101112131415.json"
+    assert d1["env"]["RANK_TABLE_FILE_PATH"] == "/etc/llmserve/ranktable/local_ranktable_merge_decode-0.json"
+
+
+def test_llmserve_shape_engines_get_no_omni_variables():
+    plan = plan_of(*native(["p0"], ["d0"], common=dict(llmserve_accelerator="ascend_a2")))
+    env = member(plan, "prefill-p0", "p0")["env"]
+    assert "ROLE" not in env and "VLLM_WORKER_MULTIPROC_METHOD" not in env
+    assert env["RANK_TABLE_FILE_PATH"] == "/etc/llmserve/ranktable/local_ranktable_10.1.0.10_01234567.json"
+
+
+def test_a_dense_models_omni_decode_runs_independent_engines():
+    # vLLM 0.32: "Non-MoE models do not support external data parallel mode"
+    from plan_inventories import omni_2p1d
+    plan = plan_of(*omni_2p1d(llmserve_moe_model=False))
+    for m in instance(plan, "decode-0")["members"]:
+        assert not [a for a in m["argv"] if a.startswith("--data-parallel")]
+        assert "dp_rpc_port" not in m
+        parse(m["argv"])
+    moe = plan_of(*omni_2p1d())
+    assert "--data-parallel-rank" in instance(moe, "decode-0")["members"][1]["argv"]

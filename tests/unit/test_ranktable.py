@@ -3,6 +3,7 @@ running omni-infer's pd_ranktable_tools.py and vllm-ascend's gen_ranktable.py, s
 tests/unit/fixtures/ranktable/README.md), and the checks refuse the mistakes that start clusters that
 never serve."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,8 @@ def case(name):
 def test_omni_local_tables_equal_omni_infers_byte_for_byte(name):
     dummy, servers, outputs = case(name)
     for server in servers.values():
-        assert rt.dumps(rt.omni_local(server)) == outputs[rt.omni_local_name(server)]
+        name = rt.omni_local_name(server["server_id"], [d["device_id"] for d in server["devices"]])
+        assert rt.dumps(rt.omni_local(server)) == outputs[name]
 
 
 @pytest.mark.parametrize("name", ["omni_a2_2p1d", "omni_a2_16dev_1p1d"])
@@ -106,3 +108,57 @@ def test_check_refuses_a_device_count_other_than_the_plans():
     dummy, servers, dummy = case("omni_a2_2p1d")
     with pytest.raises(rt.RankTableError, match="lists 8 devices, the plan has 16"):
         rt.check(rt.hccl([servers["10.0.0.3"]]), expected_devices=16)
+
+
+# ---------------------------------------------------------------- the stage's tables, from plan and facts
+
+def omni_plan():
+    from plan_inventories import omni, plan_of
+    return plan_of(*omni(2, 2, 100, devices="0-7"))
+
+
+def facts_for(plan, drop=None, no_ip=None):
+    facts = {}
+    for host, entry in plan["hosts"].items():
+        octet = entry["address"].rsplit(".", 1)[-1]
+        facts[host] = {"generation": "A3", "devices": [
+            {"device_id": d, "logical_id": d, "device_ip": None if (host, d) == no_ip else "29.0.%s.%d" % (octet, d),
+             "super_device_id": 1000 * int(octet) + d, "super_pod_id": 0} for d in range(8) if (host, d) != drop]}
+    return facts
+
+
+def test_the_stage_writes_omni_and_hccl_tables_on_every_engine_host():
+    plan = omni_plan()
+    files = rt.plan_files(plan, facts_for(plan))
+    assert sorted(files) == ["d0", "d1", "p0", "p1"]
+    names = {h: sorted(p.rsplit("/", 1)[-1] for p, dummy in entries) for h, entries in files.items()}
+    assert names["p0"] == ["global_ranktable_merge.json", "hccl_prefill-0.json", "local_ranktable_10.0.0.1_01234567.json"]
+    assert names["d1"] == ["global_ranktable_merge.json", "hccl_decode-0.json", "local_ranktable_10.0.0.4_01234567.json",
+                           "local_ranktable_merge_decode-0.json"]
+    # every path is what the engines' environment names
+    for inst in plan["instances"]:
+        for m in inst["members"]:
+            paths = [p for p, dummy in files[m["host"]]]
+            assert m["env"]["RANK_TABLE_FILE_PATH"] in paths and m["env"]["GLOBAL_RANK_TABLE_FILE_PATH"] in paths
+    hccl = json.loads(dict(files["d0"])["/etc/llmserve/ranktable/hccl_decode-0.json"])
+    assert hccl["version"] == "1.2" and hccl["server_list"][1]["device"][0]["rank_id"] == "8"
+    assert hccl["server_list"][1]["device"][0]["super_device_id"] == "4000"
+
+
+@pytest.mark.parametrize("facts,message", [
+    (lambda plan: {h: f for h, f in facts_for(plan).items() if h != "d1"}, "d1: no NPU facts"),
+    (lambda plan: facts_for(plan, drop=("p1", 5)), "p1: the plan gives it device(s) 5, but npu-smi reports only 0,1,2,3,4,6,7"),
+    (lambda plan: facts_for(plan, no_ip=("d0", 3)), "d0: device(s) 3 have no IP address"),
+])
+def test_the_stage_refuses_facts_that_disagree_with_the_plan_naming_the_host(facts, message):
+    plan = omni_plan()
+    with pytest.raises(rt.RankTableError, match=re.escape(message)):
+        rt.plan_files(plan, facts(plan))
+
+
+def test_two_hosts_with_one_device_ip_are_refused():
+    plan = omni_plan()
+    facts = facts_for(plan)
+    facts["p1"]["devices"][0]["device_ip"] = facts["p0"]["devices"][0]["device_ip"]
+    with pytest.raises(rt.RankTableError, match="device IP 29.0.1.0 is on 10.0.0.1 device 0 and on 10.0.0.2 device 0"):
+        rt.plan_files(plan, facts)
