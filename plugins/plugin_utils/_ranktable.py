@@ -93,7 +93,7 @@ def omni_merged(servers, a3=False):
 def omni_global(prefill_instances, decode_servers, a3=False):
     """omni-infer's ``global_ranktable_merge.json``: group "0".."P-1" the prefill instances in order, then
     the decode instance; the connector tells them apart by group_id < PREFILL_POD_NUM."""
-    groups = [servers for servers in prefill_instances] + [decode_servers]
+    groups = list(prefill_instances) + [decode_servers]
     return {"version": "1.0", "status": "completed", "server_group_list": [
         {"group_id": str(i), "server_count": len(servers), "server_list": _omni_servers(servers, a3)}
         for i, servers in enumerate(groups)]}
