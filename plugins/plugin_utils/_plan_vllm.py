@@ -24,7 +24,7 @@ import json
 
 from ._cluster_util import boolean
 from ._planner import DEVICE_ENV
-from ._ranktable import member_paths, table_dir
+from ._ranktable import ASCEND, member_paths, table_dir
 
 GROUPS = ("prefill", "decode", "replica", "proxy", "P", "D", "C")
 # KV connectors the collection knows how to launch: role of the prefill side, of the decode side
@@ -45,7 +45,6 @@ REFUSED_CONNECTORS = {
 NIXL_LIKE = ("NixlConnector", "MultiConnector")
 # Ascend connectors whose configuration names the sizes of the other side
 PEER_SIZED = ("AscendHcclConnectorV1", "MooncakeConnectorV1")
-ASCEND = ("ascend_a2", "ascend_a3")
 DEFAULTS = {
     "llmserve_kv_connector": "NixlConnector",
     "llmserve_vllm_port": 8000,
@@ -417,9 +416,8 @@ def _engine_env(inv, inst, member, instances):
     if accelerator in ASCEND:
         env.update(ASCEND_ENV, HCCL_IF_IP=member["address"])
         # the rank tables the ranktable stage writes for this member (omni-infer's launch reads both)
-        hosts = len({m["host"] for m in inst.members})
         env.update(member_paths(str(inv.get(inst.master, "llmserve_config_dir")), inst.name, member["address"],
-                                _host_devices(inst, host), hosts))
+                                _host_devices(inst, host), len(inst.hosts)))
         if inst.layout != INTERNAL_DP:   # omni-infer's P/D/C inventory: what its launch scripts export
             decode = [m["address"] for i in instances if i.side == "decode" for m in i.members]
             env.update(OMNI_ENV, ROLE=inst.side, PREFILL_POD_NUM=str(sum(i.side == "prefill" for i in instances)),

@@ -209,57 +209,59 @@ def plan_files(plan, facts):
 
     Per host, omni-infer's local table of its devices; per instance over several hosts, the merged table;
     the global table of every prefill instance and the decode instance; per instance, the HCCL table.
-    Raises RankTableError naming the host when facts and plan disagree or a table fails its checks.
+    Each table is built and checked once. Raises RankTableError naming the host when facts and plan
+    disagree or a table fails its checks.
     """
     instances = [i for i in plan["instances"] if i["kind"] in ("vllm_prefill", "vllm_decode")
                  and plan["hosts"][i["master"]]["accelerator"] in ASCEND]
     if not instances:
         return {}
     a3 = plan["hosts"][instances[0]["master"]]["accelerator"] == "ascend_a3"
-    files, servers_of = {}, {}
+    folder = instances[0]["members"][0]["env"]["GLOBAL_RANK_TABLE_FILE_PATH"].rsplit("/", 1)[0]
+    tables, paths_of, servers_of = {}, {}, {}   # path -> table; host -> its paths; instance -> its servers
     for inst in instances:
-        order = []
-        for member in inst["members"]:
-            if member["host"] not in order:
-                order.append(member["host"])
         servers = []
-        for host in order:
+        for host in inst["hosts"]:
             devices = [d for m in inst["members"] if m["host"] == host for d in m["devices"]]
-            servers.append(_server(host, plan["hosts"][host]["address"], devices, facts))
+            server = _server(host, plan["hosts"][host]["address"], devices, facts)
+            servers.append(server)
+            path = _local_path(folder, server["server_id"], devices)
+            tables[path] = omni_local(server, a3)
+            paths_of.setdefault(host, []).append(path)
         servers_of[inst["name"]] = servers
-        folder = _folder(inst)
-        for host, server in zip(order, servers):
-            name = omni_local_name(server["server_id"], [int(d["logical_id"]) for d in server["devices"]])
-            files.setdefault(host, []).append(("%s/%s" % (folder, name), omni_local(server, a3)))
-        for host in order:
-            if len(servers) > 1:
-                files[host].append(("%s/local_ranktable_merge_%s.json" % (folder, inst["name"]),
-                                    omni_merged(servers, a3)))
-            files[host].append(("%s/hccl_%s.json" % (folder, inst["name"]), hccl(servers, a3)))
+        shared = [("%s/hccl_%s.json" % (folder, inst["name"]), hccl(servers, a3))]
+        if len(servers) > 1:
+            shared.insert(0, (_merged_path(folder, inst["name"]), omni_merged(servers, a3)))
+        for path, table in shared:
+            tables[path] = table
+            for host in inst["hosts"]:
+                paths_of[host].append(path)
     prefill = [servers_of[i["name"]] for i in instances if i["kind"] == "vllm_prefill"]
     decode = [s for i in instances if i["kind"] == "vllm_decode" for s in servers_of[i["name"]]]
-    whole = omni_global(prefill, decode, a3)
-    check(whole, expected_devices=[sum(len(s["devices"]) for s in g) for g in prefill + [decode]],
+    whole = "%s/%s" % (folder, GLOBAL_NAME)
+    tables[whole] = omni_global(prefill, decode, a3)
+    check(tables[whole], expected_devices=[sum(len(s["devices"]) for s in g) for g in prefill + [decode]],
           what=GLOBAL_NAME)
-    for host in files:
-        files[host].append(("%s/%s" % (_folder(instances[0]), GLOBAL_NAME), whole))
-    out = {}
-    for host, tables in files.items():
-        for path, table in tables:
-            check(table, what="%s on %s" % (path.rsplit("/", 1)[-1], host))
-        out[host] = [(path, dumps(table)) for path, table in tables]
-    return out
+    texts = {}
+    for path, table in tables.items():
+        if path != whole:
+            check(table, what="%s (%s)" % (path.rsplit("/", 1)[-1], ", ".join(
+                h for h, paths in sorted(paths_of.items()) if path in paths)))
+        texts[path] = dumps(table)
+    return {host: [(path, texts[path]) for path in paths + [whole]] for host, paths in paths_of.items()}
 
 
-def _folder(inst):
-    """Every member's env names its files; their folder is the same for the whole plan."""
-    return inst["members"][0]["env"]["GLOBAL_RANK_TABLE_FILE_PATH"].rsplit("/", 1)[0]
+def _local_path(folder, address, devices):
+    return "%s/%s" % (folder, omni_local_name(address, devices))
+
+
+def _merged_path(folder, instance):
+    return "%s/local_ranktable_merge_%s.json" % (folder, instance)
 
 
 def member_paths(config_dir, instance, host_address, devices, hosts_in_instance):
     """GLOBAL_RANK_TABLE_FILE_PATH and RANK_TABLE_FILE_PATH of one member (omni-infer's launch reads both):
     its host's local table, or the instance's merged table when the instance spans hosts."""
     folder = table_dir(config_dir)
-    local = "%s/local_ranktable_merge_%s.json" % (folder, instance) if hosts_in_instance > 1 else \
-        "%s/%s" % (folder, omni_local_name(host_address, devices))
+    local = _merged_path(folder, instance) if hosts_in_instance > 1 else _local_path(folder, host_address, devices)
     return {"GLOBAL_RANK_TABLE_FILE_PATH": "%s/%s" % (folder, GLOBAL_NAME), "RANK_TABLE_FILE_PATH": local}
