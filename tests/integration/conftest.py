@@ -51,7 +51,12 @@ def clean_bed(testbed):
     """No container or file of ours on the bed hosts before a deployment test, whatever ran before it
     (another inventory's engines would hold the ports this one plans)."""
     for host in BED_HOSTS:
-        subprocess.run(["docker", "exec", "llmserve-tb-" + host, "sh", "-c",
-                        "docker rm -f $(docker ps -aq --filter label=io.llmserve.cluster) >/dev/null 2>&1; "
-                        "rm -rf /etc/llmserve"], capture_output=True, timeout=120)
+        on_host(host, "docker rm -f $(docker ps -aq --filter label=io.llmserve.cluster) >/dev/null 2>&1; "
+                      "rm -rf /etc/llmserve")
     return testbed
+
+
+def on_host(host, command):
+    """Run a shell command on a bed host (inside its container)."""
+    return subprocess.run(["docker", "exec", "llmserve-tb-" + host, "sh", "-c", command],
+                          capture_output=True, text=True, timeout=120)

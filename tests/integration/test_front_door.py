@@ -8,8 +8,7 @@ import re
 import urllib.error
 import urllib.request
 
-from conftest import ansible_playbook
-from test_vllm_pd import on_host
+from conftest import ansible_playbook, on_host
 
 SITE = "playbooks/site.yml"
 KEY = "sk-llmserve-test-0123456789abcdef"

@@ -1,20 +1,14 @@
 """The real 2P1D vLLM cluster on the test bed: an engine killed by hand comes back by itself while the
 router keeps answering, stop_server stops gracefully, and clean_up leaves nothing of ours on the hosts."""
 import json
-import subprocess
 import time
 import urllib.request
 
-from conftest import REPO, ansible_playbook
+from conftest import REPO, ansible_playbook, on_host
 
 EXAMPLE = REPO / "inventories" / "examples" / "testbed_2p1d"
 SITE = REPO / "playbooks" / "site.yml"
 ROUTER = "http://172.31.240.14:10001"
-
-
-def on_host(host, command):
-    return subprocess.run(["docker", "exec", "llmserve-tb-" + host, "sh", "-c", command],
-                          capture_output=True, text=True, timeout=60)
 
 
 def completion():
