@@ -24,7 +24,7 @@ import json
 
 from ._cluster_util import boolean
 from ._planner import DEVICE_ENV
-from ._ranktable import ASCEND, member_paths, table_dir
+from ._ranktable import ASCEND, member_paths, table_dir, vllm_ascend_path
 
 GROUPS = ("prefill", "decode", "replica", "proxy", "P", "D", "C")
 # KV connectors the collection knows how to launch: role of the prefill side, of the decode side
@@ -36,6 +36,7 @@ KV_CONNECTORS = {
     "ExampleConnector": ("kv_both", "kv_both"),
     "AscendHcclConnectorV1": ("kv_producer", "kv_consumer"),
     "MooncakeConnectorV1": ("kv_producer", "kv_consumer"),
+    "LLMDataDistCMgrConnector": ("kv_producer", "kv_consumer"),
 }
 # connectors users name from older docs, and why the collection refuses them
 REFUSED_CONNECTORS = {
@@ -43,6 +44,7 @@ REFUSED_CONNECTORS = {
                         "type\"); use NixlConnector, which needs no proxy of its own",
 }
 NIXL_LIKE = ("NixlConnector", "MultiConnector")
+PROXY_TYPES = ("vllm-router", "omni-global-proxy")
 # Ascend connectors whose configuration names the sizes of the other side
 PEER_SIZED = ("AscendHcclConnectorV1", "MooncakeConnectorV1")
 DEFAULTS = {
@@ -51,6 +53,8 @@ DEFAULTS = {
     "llmserve_vllm_dp_rpc_port": 13345,
     "llmserve_nixl_side_channel_port": 5600,
     "llmserve_mooncake_bootstrap_port": 8998,
+    # vllm-ascend's LLMDataDistCMgrConnector: VLLM_ASCEND_LLMDD_RPC_PORT, the first of its workers' ports
+    "llmserve_llmdd_rpc_port": 5557,
     "llmserve_proxy_port": 10001,
     "llmserve_proxy_router_port": 10002,
     "llmserve_proxy_metrics_port": 29000,
@@ -63,6 +67,11 @@ DEFAULTS = {
     "llmserve_proxy_image": "llmserve/vllm-router:0.1.17",
     "llmserve_nginx_image": "nginx:1.27",
     "llmserve_proxy_health_check_interval": 5,
+    # the front door of a PD plan: vllm-router, or omni-infer's global proxy (nginx with its modules, from
+    # omni-infer's image: llmserve_omni_proxy_image, by default the front-door host's llmserve_image)
+    "llmserve_proxy_type": "vllm-router",
+    "llmserve_omni_proxy_image": None,
+    "llmserve_omni_proxy_module_dir": "/usr/local/nginx/modules",
     "llmserve_proxy_extra_args": [],
     "llmserve_pythonhashseed": 0,
     # omni-infer's decode layout (one data-parallel rank per device) is for MoE models such as DeepSeek
@@ -329,9 +338,19 @@ def _omni_ports(inv, ports, instances):
 
 def _connector_ports(inv, ports, instances):
     """Listeners a connector opens beside the API: Mooncake's bootstrap server, on each prefill API server
-    (vLLM starts one per engine that serves the API, at VLLM_MOONCAKE_BOOTSTRAP_PORT)."""
-    slots = {}
+    (vLLM starts one per engine that serves the API, at VLLM_MOONCAKE_BOOTSTRAP_PORT); LLMDataDistCMgrConnector's
+    workers, each at VLLM_ASCEND_LLMDD_RPC_PORT + local DP rank x TP + TP rank (vllm-ascend's formula; without
+    data parallelism base + TP + TP rank), so each member gets max(local DP ranks, 2) x TP ports of its own."""
+    slots, llmdd = {}, {}
     for inst in sorted(instances, key=lambda i: i.name):
+        if _connector(inv, inst) == "LLMDataDistCMgrConnector":
+            for member in inst.members:
+                host = member["host"]
+                base = llmdd.setdefault(host, inv.integer(host, "llmserve_llmdd_rpc_port", 1))
+                member["llmdd_rpc_port"] = base
+                for port in range(base, base + max(member["local_dp"], 2) * inst.tp):
+                    ports.claim(host, port, "llmdatadist-rpc", inst.name, "llmserve_llmdd_rpc_port")
+                llmdd[host] = port + 1
         if inst.side != "prefill" or _connector(inv, inst) != "MooncakeConnector":
             continue
         for member in inst.members:
@@ -352,6 +371,9 @@ def _kv_config(inv, inst, instances):
     config = dict(kv_connector=connector, kv_role=prefill_role if inst.side == "prefill" else decode_role)
     if connector == "ExampleConnector":
         config["kv_connector_extra_config"] = dict(shared_storage_path=inv.get(inst.master, "llmserve_kv_shared_path"))
+    if connector == "LLMDataDistCMgrConnector":   # vllm-ascend's; its rank table is DISAGGREGATED_PREFILL_RANK_TABLE_PATH
+        config.update(kv_buffer_device="npu", engine_id=inst.name,
+                      kv_connector_module_path="vllm_ascend.distributed.llmdatadist_c_mgr_connector")
     if connector in PEER_SIZED:
         # the engine id names the instance, so adding an instance changes no running engine's id (omni-infer
         # numbers them kv_rank / PREFILL_POD_NUM; its older vLLM also took kv_rank and kv_parallel_size,
@@ -425,6 +447,9 @@ def _engine_env(inv, inst, member, instances):
                        LOCAL_DECODE_SERVER_IP_LIST=",".join(dict.fromkeys(decode)))
         if inst.side == "decode":
             env["HCCL_BUFFSIZE"] = "1000"
+    if "llmdd_rpc_port" in member:
+        env.update(VLLM_ASCEND_LLMDD_RPC_IP=member["address"], VLLM_ASCEND_LLMDD_RPC_PORT=str(member["llmdd_rpc_port"]),
+                   DISAGGREGATED_PREFILL_RANK_TABLE_PATH=vllm_ascend_path(str(inv.get(inst.master, "llmserve_config_dir"))))
     nic = inv.get(host, "llmserve_network_interface")
     if nic:
         names = ("GLOO", "TP", "HCCL") if accelerator in ASCEND else ("GLOO", "NCCL")
@@ -547,12 +572,15 @@ def _front_door(inv, ports, entries, group):
     retries = inv.integer(host, "llmserve_proxy_retries", 0)
     keyed = bool(inv.get(host, "llmserve_api_key"))
     door = dict(host=host, url=url, health_url=url + "/health", members=[], api_key=keyed)
+    kind = inv.get(host, "llmserve_proxy_type")
+    if kind not in PROXY_TYPES:
+        inv.problem(host, "llmserve_proxy_type", "must be one of %s, got %r" % (", ".join(PROXY_TYPES), kind))
     if entries[0]["kind"] == "vllm_replica":
         door.update(kind="nginx", backends={"replica": [u for e in entries for u in e["endpoints"]]})
+    elif kind == "omni-global-proxy":
+        door.update(kind=kind, backends=_pd_backends(entries))
     else:
-        backends = {"prefill": [], "decode": []}
-        for entry in entries:
-            backends.setdefault(entry["kind"][len("vllm_"):], []).extend(entry["endpoints"])
+        backends = _pd_backends(entries)
         # with an API key, nginx checks it in front of the router (vllm-router 0.1.17 checks no client key)
         listen = ("127.0.0.1", ports.claim(host, inv.integer(host, "llmserve_proxy_router_port", 1), "router",
                                            "front-door", "llmserve_proxy_router_port")) if keyed else (address, port)
@@ -560,18 +588,58 @@ def _front_door(inv, ports, entries, group):
                               "front-door", "llmserve_proxy_metrics_port")
         door.update(kind="vllm-router", backends=backends, metrics_port=metrics)
         door["members"].append(_router(inv, host, entries, listen, metrics, retries))
-    if door["kind"] == "nginx" or keyed:
+    if door["kind"] != "vllm-router" or keyed:
+        door["members"].append(_nginx(inv, host, door, [address, port], retries, entries))
+    return door
+
+
+def _pd_backends(entries):
+    backends = {"prefill": [], "decode": []}
+    for entry in entries:
+        backends.setdefault(entry["kind"][len("vllm_"):], []).extend(entry["endpoints"])
+    return backends
+
+
+def _nginx(inv, host, door, listen, retries, entries):
+    """nginx at the front door: least_conn over replicas, the API key check in front of vllm-router, or
+    omni-infer's global proxy (reference/omni-infer.md §4): its prefill module sends each completion to a
+    prefill server first (max_tokens 1), then to a decode server with the prefill's kv_transfer_params."""
+    config = "%s/front-door/nginx.conf" % inv.get(host, "llmserve_config_dir")
+    settings = dict(config=config, listen=listen, least_conn=door["kind"] == "nginx", tries=retries + 1, pd=None,
+                    api_key=dict(variable="llmserve_api_key", host=host) if door["api_key"] else None)
+    if door["kind"] == "omni-global-proxy":
+        image = inv.get(host, "llmserve_omni_proxy_image") or inv.get(host, "llmserve_image")
+        settings.update(servers=[], pd=dict(
+            prefill=_hostport(door["backends"]["prefill"]), decode=_hostport(door["backends"]["decode"]),
+            module_dir=inv.get(host, "llmserve_omni_proxy_module_dir"),
+            # its balancer weighs each server's load against the engines' own limit
+            max_num_seqs={side: _max_num_seqs(entries, "vllm_" + side) for side in ("prefill", "decode")}))
+        container, argv, mount = "llmserve-omni-proxy", ["nginx", "-c", config, "-g", "daemon off;"], config
+    else:
+        image = inv.get(host, "llmserve_nginx_image")
         upstream = door["backends"]["replica"] if door["kind"] == "nginx" else [
             "http://%s:%d" % tuple(door["members"][0]["listen"])]
-        config = "%s/front-door/nginx.conf" % inv.get(host, "llmserve_config_dir")
-        door["members"].append(dict(
-            host=host, role="nginx", container="llmserve-nginx", image=inv.get(host, "llmserve_nginx_image"),
-            argv=["nginx", "-g", "daemon off;"], volumes=["%s:/etc/nginx/nginx.conf:ro" % config],
-            health_url=door["health_url"], log_options=_log_options(inv, host),
-            nginx=dict(config=config, listen=[address, port], servers=[u[len("http://"):] for u in upstream],
-                       least_conn=door["kind"] == "nginx", tries=retries + 1,
-                       api_key=dict(variable="llmserve_api_key", host=host) if keyed else None)))
-    return door
+        settings.update(servers=_hostport(upstream))
+        container, argv, mount = "llmserve-nginx", ["nginx", "-g", "daemon off;"], "/etc/nginx/nginx.conf"
+    return dict(host=host, role="nginx", container=container, image=image, argv=argv,
+                volumes=["%s:%s:ro" % (config, mount)], health_url=door["health_url"],
+                log_options=_log_options(inv, host), nginx=settings)
+
+
+def _hostport(urls):
+    return [u[len("http://"):] for u in urls]
+
+
+def _max_num_seqs(entries, kind):
+    """The engines' --max-num-seqs on one side (the last one given wins, as in vLLM's parser), else vLLM's 256."""
+    argv = next(m["argv"] for e in entries if e["kind"] == kind for m in e["members"] if "port" in m)
+    value = 256
+    for i, arg in enumerate(argv):
+        if arg == "--max-num-seqs" and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--max-num-seqs="):
+            value = arg.split("=", 1)[1]
+    return int(value) if str(value).isdigit() else 256   # vLLM itself refuses a --max-num-seqs that is no number
 
 
 def _router(inv, host, entries, listen, metrics, retries):

@@ -148,6 +148,9 @@ def check(table, expected_devices=None, what="rank table"):
     if table.get("status") != "completed":
         raise RankTableError("%s: status is %r, not \"completed\"" % (what, table.get("status")))
     groups = table.get("server_group_list") or [table]
+    if "prefill_device_list" in table:   # vllm-ascend's: one device per entry
+        groups = [{"group_id": name, "server_list": [dict(d, device=[d]) for d in table[name]]}
+                  for name in ("prefill_device_list", "decode_device_list")]
     seen = {}
     for index, group in enumerate(groups):
         devices = [d for s in group.get("server_list", []) for d in s.get("device", [])]
@@ -184,6 +187,11 @@ GLOBAL_NAME = "global_ranktable_merge.json"
 
 def table_dir(config_dir):
     return "%s/ranktable" % config_dir
+
+
+def vllm_ascend_path(config_dir):
+    """DISAGGREGATED_PREFILL_RANK_TABLE_PATH: vllm-ascend's table, the name its gen_ranktable.sh gives it."""
+    return "%s/ranktable.json" % table_dir(config_dir)
 
 
 def _server(host, address, devices, facts):
@@ -238,6 +246,11 @@ def plan_files(plan, facts):
                 paths_of[host].append(path)
     prefill = [servers_of[i["name"]] for i in instances if i["kind"] == "vllm_prefill"]
     decode = [s for i in instances if i["kind"] == "vllm_decode" for s in servers_of[i["name"]]]
+    listed = {m["env"].get("DISAGGREGATED_PREFILL_RANK_TABLE_PATH") for i in instances for m in i["members"]} - {None}
+    for path in listed:   # vllm-ascend's LLMDataDistCMgrConnector reads its own format, on every engine host
+        tables[path] = vllm_ascend([s for servers in prefill for s in servers], decode, a3)
+        for paths in paths_of.values():
+            paths.append(path)
     whole = "%s/%s" % (folder, GLOBAL_NAME)
     tables[whole] = omni_global(prefill, decode, a3)
     check(tables[whole], expected_devices=[sum(len(s["devices"]) for s in g) for g in prefill + [decode]],

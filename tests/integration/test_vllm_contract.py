@@ -37,7 +37,7 @@ def pd(connector, **extra):
 
 def layouts():
     cases = {name: pd(name) for name in ("NixlConnector", "MooncakeConnector", "MultiConnector")}
-    for name in ("MooncakeConnectorV1", "AscendHcclConnectorV1"):   # with their npu keys and peer sizes
+    for name in ("MooncakeConnectorV1", "AscendHcclConnectorV1", "LLMDataDistCMgrConnector"):   # npu keys, sizes
         cases[name] = pd(name, llmserve_accelerator="ascend_a3")
     cases["LMCacheConnectorV1"] = pd("LMCacheConnectorV1", llmserve_lmcache_config={"chunk_size": 256})
     cases["replicas"] = plan({"replica": ["r1", "r2"], "proxy": ["r"]},
@@ -57,7 +57,8 @@ def layouts():
 
 
 def parse_in_image(argvs):
-    res = subprocess.run(["docker", "run", "--rm", "-i", "-v", "%s:/check.py:ro" % PARSER, IMAGE, "python", "/check.py"],
+    res = subprocess.run(["docker", "run", "--rm", "-i", "-v", "%s:/check.py:ro" % PARSER,
+                          "--entrypoint", "python", IMAGE, "/check.py"],
                          input=json.dumps(argvs), capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout.strip().splitlines()[-1])

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import copy
 
-from ansible_collections.llmserve.cluster.plugins.plugin_utils._planner import build_plan, wanted_variable
+import pytest
+
+from ansible_collections.llmserve.cluster.plugins.plugin_utils._planner import PlanError, build_plan, wanted_variable
 
 OMNI_ALL = dict(ansible_user="root", ansible_ssh_common_args="-o StrictHostKeyChecking=no -o IdentitiesOnly=yes",
                 global_port_base=8000, base_api_port=9000, proxy_port=7000)
@@ -87,6 +89,15 @@ def native(prefill, decode, proxy=("router",), common=None, **hostvars):
 
 def plan_of(groups, hostvars):
     return build_plan(copy.deepcopy(groups), copy.deepcopy(hostvars))
+
+
+def problems_of(groups, hostvars):
+    """The problems a bad inventory raises, each one line (as the plan action shows them)."""
+    with pytest.raises(PlanError) as caught:
+        plan_of(groups, hostvars)
+    problems = caught.value.problems
+    assert str(caught.value).splitlines() == [str(p) for p in problems]
+    return problems
 
 
 def instance(plan, name):

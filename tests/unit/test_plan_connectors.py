@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from ansible_collections.llmserve.cluster.plugins.plugin_utils._planner import PlanError
-from plan_inventories import NATIVE_ALL, ansible_view, check_contract, flag, instance, member, native, plan_of
+from plan_inventories import (NATIVE_ALL, ansible_view, check_contract, flag, instance, member, native, plan_of,
+                              problems_of)
 from vllm_argv import check_argv_opens_the_listeners, parse
 
 SECRET = "<set>"   # what the plan action hands the planner for a secret that is set
@@ -27,12 +27,6 @@ def good(groups, hostvars):
     check_contract(plan)
     check_argv_opens_the_listeners(plan)
     return plan
-
-
-def problems_of(groups, hostvars):
-    with pytest.raises(PlanError) as caught:
-        plan_of(groups, hostvars)
-    return caught.value.problems
 
 
 def messages(problems, host, variable):
@@ -288,6 +282,29 @@ def test_mooncake_v1_kv_port_clears_every_npu_and_names_both_sides_sizes(devices
         assert int(kv["kv_port"]) == kv_port   # 20000 + 1000 x the most devices on one host
         assert kv["kv_connector_extra_config"] == {"prefill": {"dp_size": 4, "tp_size": 1},
                                                    "decode": {"dp_size": decode_dp, "tp_size": 2}}
+
+
+def test_llmdatadist_connector_gets_vllm_ascends_module_its_rank_table_and_worker_ports():
+    plan = good(*peer_sized("LLMDataDistCMgrConnector"))
+    for inst in plan["instances"]:
+        for m in inst["members"]:
+            kv = kv_of(m)
+            assert kv["kv_connector_module_path"] == "vllm_ascend.distributed.llmdatadist_c_mgr_connector"
+            assert kv["kv_buffer_device"] == "npu" and kv["engine_id"] == inst["name"]
+            assert m["env"]["DISAGGREGATED_PREFILL_RANK_TABLE_PATH"] == "/etc/llmserve/ranktable/ranktable.json"
+            assert m["env"]["VLLM_ASCEND_LLMDD_RPC_IP"] == m["address"]
+            assert m["env"]["VLLM_ASCEND_LLMDD_RPC_PORT"] == "5557"
+    # the workers' ports (base + local DP rank x TP + TP rank) are the plan's: p0 DP 4 x TP 1, d0 DP 4 x TP 2
+    rpc = {h: sorted(lis["port"] for lis in plan["hosts"][h]["listeners"] if lis["service"] == "llmdatadist-rpc")
+           for h in ("p0", "d0")}
+    assert rpc == {"p0": list(range(5557, 5561)), "d0": list(range(5557, 5565))}
+
+
+def test_llmdatadist_worker_ports_collide_with_a_port_given_in_their_range():
+    groups, hostvars = peer_sized("LLMDataDistCMgrConnector")
+    hostvars["d0"]["llmserve_vllm_port"] = 5560
+    messages = [str(p) for p in problems_of(groups, hostvars)]
+    assert any("5560" in m and "d0" in m for m in messages), messages
 
 
 # ---------------------------------------------------------------- log rotation

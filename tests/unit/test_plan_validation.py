@@ -6,18 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.llmserve.cluster.plugins.plugin_utils._planner import PlanError
-from plan_inventories import native, omni_2p1d, plan_of
+from plan_inventories import native, omni_2p1d, plan_of, problems_of
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def problems_of(groups, hostvars):
-    with pytest.raises(PlanError) as caught:
-        plan_of(groups, hostvars)
-    problems = caught.value.problems
-    assert str(caught.value).splitlines() == [str(p) for p in problems]   # one line each
-    return problems
 
 
 def omni_with(**changes):

@@ -411,4 +411,4 @@ def test_plan_playbook_writes_the_contract_for_every_example(example, tmp_path):
     check_argv_opens_the_listeners(plan)   # vLLM members: argv accepted by vLLM 0.32, ports as planned
     assert "ESTABLISH" not in res.stdout and "UNREACHABLE" not in res.stdout
     if example.endswith("/omni_2p1d"):   # the file is the same plan the Python planner makes from the inventory
-        assert plan == plan_of(*omni_2p1d())
+        assert plan == plan_of(*omni_2p1d(llmserve_proxy_type="omni-global-proxy"))

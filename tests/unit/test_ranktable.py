@@ -162,3 +162,27 @@ def test_two_hosts_with_one_device_ip_are_refused():
     facts["p1"]["devices"][0]["device_ip"] = facts["p0"]["devices"][0]["device_ip"]
     with pytest.raises(rt.RankTableError, match="device IP 29.0.1.0 is on 10.0.0.1 device 0 and on 10.0.0.2 device 0"):
         rt.plan_files(plan, facts)
+
+
+def test_the_stage_writes_vllm_ascends_table_for_its_llmdatadist_connector_on_every_engine_host():
+    from plan_inventories import native, plan_of
+    plan = plan_of(*native(["p0", "p1"], ["d0"], common=dict(llmserve_accelerator="ascend_a3",
+                                                             llmserve_kv_connector="LLMDataDistCMgrConnector")))
+    facts = facts_for(plan)
+    files = rt.plan_files(plan, facts)
+    path = "/etc/llmserve/ranktable/ranktable.json"
+    texts = {h: dict(entries)[path] for h, entries in files.items()}
+    assert sorted(texts) == ["d0", "p0", "p1"] and len(set(texts.values())) == 1
+    table = json.loads(texts["d0"])
+    # one entry per device: the prefill hosts' 16, then the decoder's 8, cluster ids counting over both
+    assert [d["server_id"] for d in table["prefill_device_list"]] == ["10.1.0.10"] * 8 + ["10.1.0.11"] * 8
+    assert [d["device_ip"] for d in table["decode_device_list"]] == ["29.0.12.%d" % d for d in range(8)]
+    assert [d["cluster_id"] for d in table["prefill_device_list"] + table["decode_device_list"]] == \
+        [str(n) for n in range(1, 25)]
+    assert table["server_count"] == "3" and table["status"] == "completed"
+    rt.check(table, expected_devices=[16, 8])
+    with pytest.raises(rt.RankTableError, match="group decode_device_list lists 8 devices, the plan has 9"):
+        rt.check(table, expected_devices=[16, 9])
+    table["decode_device_list"][1]["device_ip"] = table["prefill_device_list"][10]["device_ip"]
+    with pytest.raises(rt.RankTableError, match="device IP 29.0.11.2 is on 10.1.0.11 device 2 and on 10.1.0.12 device 1"):
+        rt.check(table)

@@ -88,6 +88,10 @@ def listens(member):
         opened.update((env["VLLM_NIXL_SIDE_CHANNEL_HOST"], base + rank) for rank in ranks)
     if "VLLM_MOONCAKE_BOOTSTRAP_PORT" in env and not ns.headless:   # the prefill's bootstrap server
         opened.add((address, int(env["VLLM_MOONCAKE_BOOTSTRAP_PORT"])))
+    if "VLLM_ASCEND_LLMDD_RPC_PORT" in env:   # vllm-ascend's LLMDataDistCMgrConnector workers, either formula:
+        base, tp, ip = int(env["VLLM_ASCEND_LLMDD_RPC_PORT"]), ns.tensor_parallel_size, env["VLLM_ASCEND_LLMDD_RPC_IP"]
+        opened.update((ip, base + local * tp + t) for local in range(len(ranks)) for t in range(tp))   # local DP rank
+        opened.update((ip, base + tp + t) for t in range(tp))                                        # no DP rank
     if "node_port" in member:
         held.add((address, member["node_port"]))
     return opened, held

@@ -1,0 +1,154 @@
+"""The nginx configuration the proxy role writes, rendered from the plan and read back by an nginx parser.
+
+omni-infer's global proxy needs nginx modules found only in omni-infer's image, so no nginx here can load
+it: its content is checked against reference/omni-infer.md §4 (upstreams from the plan, the prefill
+subrequest, the decode pass), and crossplane (NGINX Inc.'s parser) checks its syntax and that every
+standard directive sits in a context nginx allows and has the arguments nginx accepts.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import crossplane
+import jinja2
+import pytest
+
+from plan_inventories import native, omni_2p1d, plan_of, problems_of
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "roles" / "proxy" / "templates" / "nginx.conf.j2"
+KEY = "k" * 24
+
+
+def render(member, tmp_path, hostvars=None):
+    """What ansible.builtin.template writes (its Jinja settings: trim_blocks on, lstrip_blocks off)."""
+    env = jinja2.Environment(trim_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    text = env.from_string(TEMPLATE.read_text()).render(item=member, hostvars=hostvars or {},
+                                                        ansible_managed="Ansible managed")
+    path = tmp_path / "nginx.conf"
+    path.write_text(text)
+    parsed = crossplane.parse(str(path), single=True, check_ctx=True, check_args=True, catch_errors=False)
+    assert parsed["status"] == "ok", parsed["errors"]
+    return text, parsed["config"][0]["parsed"]
+
+
+def find(block, directive, *args):
+    """The directives named ``directive`` in ``block`` whose arguments start with ``args``."""
+    return [d for d in block if d["directive"] == directive and d["args"][:len(args)] == list(args)]
+
+
+def one(block, directive, *args):
+    (found,) = find(block, directive, *args)
+    return found
+
+
+def servers(upstream):
+    return [d["args"][0] for d in find(upstream["block"], "server")]
+
+
+def omni_door(**overrides):
+    plan = plan_of(*omni_2p1d(llmserve_proxy_type="omni-global-proxy", **overrides))
+    return plan, plan["front_door"]
+
+
+def test_omni_global_proxy_is_one_nginx_from_omni_infers_image_on_the_c_host():
+    plan, door = omni_door()
+    assert door["kind"] == "omni-global-proxy" and door["url"] == "http://10.0.0.1:7000"
+    (proxy,) = door["members"]
+    assert proxy["host"] == "c0" and proxy["container"] == "llmserve-omni-proxy"
+    assert proxy["image"] == "registry.example.com:5000/omni-infer/omni_infer-a3-arm:latest"
+    conf = "/etc/llmserve/front-door/nginx.conf"
+    assert proxy["argv"] == ["nginx", "-c", conf, "-g", "daemon off;"]
+    assert proxy["volumes"] == ["%s:%s:ro" % (conf, conf)]
+    assert "llmserve/vllm-router:0.1.17" not in plan["hosts"]["c0"]["images"]
+
+
+def test_omni_global_proxy_image_can_be_named_apart():
+    _, door = omni_door(llmserve_omni_proxy_image="registry.example.com:5000/omni-infer/proxy:1")
+    assert door["members"][0]["image"] == "registry.example.com:5000/omni-infer/proxy:1"
+
+
+def test_omni_global_proxy_configuration_routes_prefill_then_decode(tmp_path):
+    plan, door = omni_door()
+    _, parsed = render(door["members"][0], tmp_path)
+    modules = [d["args"][0] for d in find(parsed, "load_module")]
+    assert modules == ["/usr/local/nginx/modules/ngx_http_%s_module.so" % m
+                       for m in ("set_request_id", "prefill", "upstream_pd_score_balance")]
+    http = one(parsed, "http")["block"]
+    prefill, decode = one(http, "upstream", "prefill_servers"), one(http, "upstream", "decode_servers")
+    # the API servers of the plan: p0 and p1 on their api_port, every decode device's server
+    assert servers(prefill) == ["10.0.0.1:9000", "10.0.0.2:9001"]
+    assert servers(decode) == ["10.0.0.3:%d" % (9100 + i) for i in range(16)] + \
+        ["10.0.0.4:%d" % (9101 + i) for i in range(16)]
+    assert servers(decode) == [u[len("http://"):] for u in door["backends"]["decode"]]
+    assert one(prefill["block"], "pd_score_balance")["args"] == ["prefill"]
+    assert one(decode["block"], "pd_score_balance")["args"] == ["decode"]
+    server = one(http, "server")["block"]
+    assert one(server, "listen")["args"] == ["10.0.0.1:7000", "reuseport"]
+    completions = one(server, "location", "~", "^/v1(/chat)?/completions$")["block"]
+    assert one(completions, "prefill")["args"] == ["/prefill_internal"]
+    assert one(completions, "proxy_pass")["args"] == ["http://decode_servers"]
+    internal = one(server, "location", "/prefill_internal")["block"]
+    assert find(internal, "internal") and one(internal, "proxy_pass")["args"] == ["http://prefill_servers"]
+    assert one(internal, "rewrite")["args"] == ["/prefill_internal/(.*)", "/$1", "break"]
+    assert one(one(server, "location", "/v1")["block"], "proxy_pass")["args"] == ["http://prefill_servers"]
+    assert one(one(server, "location", "=", "/health")["block"], "proxy_pass")["args"] == ["http://prefill_servers"]
+
+
+@pytest.mark.parametrize("extra, prefill, decode", [
+    (None, 256, 256),                                          # vLLM's own default
+    (["--max-num-seqs", "16"], 16, 256),
+    (["--max-num-seqs=8", "--max-num-seqs", "12"], 12, 256),   # the last one wins, as in vLLM's parser
+])
+def test_the_balancer_weighs_load_against_the_engines_own_max_num_seqs(tmp_path, extra, prefill, decode):
+    groups, hostvars = omni_2p1d(llmserve_proxy_type="omni-global-proxy")
+    for host in groups["P"]:
+        if extra:
+            hostvars[host]["llmserve_vllm_extra_args"] = extra
+    door = plan_of(groups, hostvars)["front_door"]
+    _, parsed = render(door["members"][0], tmp_path)
+    http = one(parsed, "http")["block"]
+    for side, value in (("prefill", prefill), ("decode", decode)):
+        upstream = one(http, "upstream", side + "_servers")["block"]
+        assert one(upstream, "pd_score_balance_max_num_seqs")["args"] == [str(value)]
+
+
+def test_omni_global_proxy_checks_the_api_key_on_every_client_location(tmp_path):
+    _, door = omni_door(llmserve_api_key=KEY)
+    (proxy,) = door["members"]
+    assert proxy["nginx"]["api_key"] == {"variable": "llmserve_api_key", "host": "c0"}
+    text, parsed = render(proxy, tmp_path, hostvars={"c0": {"llmserve_api_key": KEY}})
+    http = one(parsed, "http")["block"]
+    assert one(http, "map")["block"][1]["directive"] == "Bearer %s" % KEY
+    server = one(http, "server")["block"]
+    for location in (("~", "^/v1(/chat)?/completions$"), ("/v1",)):
+        block = one(server, "location", *location)["block"]
+        assert one(block, "if")["args"] == ["$llmserve_authorized", "=", "0"], location
+    assert not find(one(server, "location", "/prefill_internal")["block"], "if")   # internal only
+    assert text.count(KEY) == 1
+
+
+@pytest.mark.parametrize("kind", ["router", "nginx-router", "omni"])
+def test_an_unknown_proxy_type_is_a_problem_naming_the_front_door_host(kind):
+    (problem,) = problems_of(*omni_2p1d(llmserve_proxy_type=kind))
+    assert problem.host == "c0" and problem.variable == "llmserve_proxy_type"
+    assert "vllm-router, omni-global-proxy" in problem.message
+
+
+def test_replicas_behind_nginx_and_the_key_gate_before_the_router_parse_as_nginx_reads_them(tmp_path):
+    groups, hostvars = native([], [], proxy=("door",))
+    groups["replica"] = ["r0", "r1"]
+    for n, host in enumerate(groups["replica"]):
+        hostvars[host] = dict(hostvars["door"], ansible_host="10.1.0.%d" % (20 + n), llmserve_devices="0")
+    door = plan_of(groups, hostvars)["front_door"]
+    _, parsed = render(door["members"][0], tmp_path)
+    http = one(parsed, "http")["block"]
+    assert not find(parsed, "load_module")
+    upstream = one(http, "upstream", "llmserve_backends")["block"]
+    assert find(upstream, "least_conn") and servers({"block": upstream}) == ["10.1.0.20:8000", "10.1.0.21:8000"]
+
+    plan = plan_of(*native(["p"], ["d"], common=dict(llmserve_api_key=KEY)))
+    router, nginx = plan["front_door"]["members"]
+    _, parsed = render(nginx, tmp_path, hostvars={"router": {"llmserve_api_key": KEY}})
+    upstream = one(one(parsed, "http")["block"], "upstream", "llmserve_backends")["block"]
+    assert not find(upstream, "least_conn") and servers({"block": upstream}) == ["127.0.0.1:10002"]
+    assert router["listen"] == ["127.0.0.1", 10002]
