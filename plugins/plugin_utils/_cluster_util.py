@@ -145,6 +145,12 @@ def not_in_both(inv, group_a, group_b, why):
     return both
 
 
+def log_options(inv, host):
+    """Docker's json-file rotation for every container of the plan (no daemon restart needed)."""
+    return {"max-size": str(inv.get(host, "llmserve_docker_log_max_size")),
+            "max-file": str(inv.integer(host, "llmserve_docker_log_max_file", 1))}
+
+
 def url(address, number, path=""):
     host = "[%s]" % address if ":" in address else address
     return "http://%s:%d%s" % (host, number, path)

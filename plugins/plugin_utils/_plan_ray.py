@@ -30,10 +30,14 @@ Variables (read on the head unless said otherwise; defaults in DEFAULTS)
   ``llmserve_ray_min_worker_port`` .. ``llmserve_ray_max_worker_port`` (10002-10999; Ray's own
   default runs to 19999). Ray picks all of these at random unless pinned, so they are all pinned;
   the worker range is reserved on the machine and listed under ``port_ranges``.
-- ``llmserve_ray_auth_mode``: ``disabled`` (default) or ``token`` (Ray >= 2.52): every container
-  gets ``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN`` from the vaulted variable
-  ``llmserve_ray_auth_token`` (make one with ``ray get-auth-token --generate``); the plan names the
-  variable only. The dashboard then wants ``Authorization: Bearer <token>``.
+- ``llmserve_ray_auth_mode``: ``token`` (default; Ray >= 2.52) or ``disabled``: every container gets
+  ``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN_PATH``, a file (0600, ``<llmserve_config_dir>/ray/auth_token``,
+  mounted read-only) holding each node's ``llmserve_ray_auth_token`` (vault it; make one with
+  ``ray get-auth-token --generate``); the plan names the variable only. The dashboard then wants
+  ``Authorization: Bearer <token>``.
+- per node: ``llmserve_ray_resources`` (custom resources, a mapping, added to ``--resources``),
+  ``llmserve_ray_object_store_memory`` (bytes, ``--object-store-memory``), ``llmserve_ray_object_store_dir``
+  (``--plasma-directory``, mounted into the container).
 - per node: ``llmserve_ray_socket_ifname`` (sets ``NCCL_SOCKET_IFNAME`` and ``GLOO_SOCKET_IFNAME``),
   ``llmserve_ray_num_cpus``; on the head ``llmserve_ray_start_extra_args`` (added to every ``ray
   start``).
@@ -47,7 +51,7 @@ from __future__ import annotations
 
 import json
 
-from ._cluster_util import claim_range, is_set, mapping, not_in_both, one_value, port, port_range, secret, strings, url
+from ._cluster_util import claim_range, is_set, log_options, mapping, not_in_both, one_value, port, port_range, secret, strings, url
 from ._planner import DEVICE_ENV
 
 GROUPS = ("ray_head", "ray_worker")
@@ -64,7 +68,8 @@ DEFAULTS = {
     "llmserve_ray_metrics_export_port": 8080,
     "llmserve_ray_min_worker_port": 10002,
     "llmserve_ray_max_worker_port": 10999,
-    "llmserve_ray_auth_mode": "disabled",
+    "llmserve_ray_auth_mode": "token",
+    "llmserve_ray_resources": {},
     "llmserve_ray_start_extra_args": [],
     # shared with the PD vLLM system, which has the same defaults
     "llmserve_vllm_port": 8000,
@@ -116,24 +121,46 @@ def _parallel(inv, head, devices):
     return tp, pp, total
 
 
-def _auth(inv, head):
+def _auth(inv, head, nodes):
     mode = str(inv.get(head, "llmserve_ray_auth_mode"))
     if mode not in AUTH_MODES:
         inv.problem(head, "llmserve_ray_auth_mode", "%r is not one of %s" % (mode, ", ".join(AUTH_MODES)))
         return {"mode": "disabled"}
     if mode == "token":
-        if not is_set(inv, head, "llmserve_ray_auth_token"):
-            inv.problem(head, "llmserve_ray_auth_token", "is not set, but llmserve_ray_auth_mode is token; make a token "
-                        "with `ray get-auth-token --generate` and store it with ansible-vault encrypt_string")
+        for host in nodes:   # each node reads its own (normally group_vars/all, vaulted)
+            if not is_set(inv, host, "llmserve_ray_auth_token"):
+                inv.problem(host, "llmserve_ray_auth_token", "is not set, but llmserve_ray_auth_mode is token (the "
+                            "default); make a token with `ray get-auth-token --generate` and keep it in ansible-vault, "
+                            "or set llmserve_ray_auth_mode: disabled on a network nobody else reaches")
         return {"mode": "token", "token_variable": "llmserve_ray_auth_token"}
     return {"mode": "disabled"}
 
 
-def _resources(accelerator, count):
-    """ray start flags that announce the node's devices (Ascend NPUs are a custom resource)."""
+def _resources(inv, host, accelerator, count):
+    """The node's resources as Ray will report them (what the plan announces), and the ray start flags
+    that announce them: GPUs, Ascend NPUs as a custom resource, the inventory's own resources, CPUs."""
+    custom = {}
+    for name, value in mapping(inv, host, "llmserve_ray_resources").items():
+        try:
+            number = float(value)
+        except ValueError:
+            inv.problem(host, "llmserve_ray_resources", "%s: %r is not a quantity; give numbers, e.g. {worker_marker: 1}"
+                        % (name, value))
+            continue
+        custom[name] = int(number) if number.is_integer() else number
     if accelerator in ("ascend_a2", "ascend_a3"):
-        return ["--num-gpus", "0", "--resources", json.dumps({"NPU": count}, separators=(",", ":"))]
-    return ["--num-gpus", str(count if accelerator == "nvidia" else 0)]
+        custom["NPU"] = count
+    gpus = count if accelerator == "nvidia" else 0
+    argv = ["--num-gpus", str(gpus)]
+    if custom:
+        argv += ["--resources", json.dumps(custom, separators=(",", ":"), sort_keys=True)]
+    announced = dict(custom, **({"GPU": gpus} if gpus else {}))
+    if is_set(inv, host, "llmserve_ray_num_cpus"):
+        announced["CPU"] = inv.integer(host, "llmserve_ray_num_cpus", 1)
+        argv += ["--num-cpus", str(announced["CPU"])]
+    if is_set(inv, host, "llmserve_ray_object_store_memory"):
+        argv += ["--object-store-memory", str(inv.integer(host, "llmserve_ray_object_store_memory", 78643200))]
+    return argv, announced
 
 
 def _member(inv, ports, host, head, ctx):
@@ -164,9 +191,13 @@ def _member(inv, ports, host, head, ctx):
         argv += ["--min-worker-port", str(span[0]), "--max-worker-port", str(span[1])]
     member["port_ranges"] = [worker_ports] if worker_ports else []
     accelerator = inv.get(host, "llmserve_accelerator")
-    argv += _resources(accelerator, len(ctx["devices"][host]))
-    if is_set(inv, host, "llmserve_ray_num_cpus"):
-        argv += ["--num-cpus", str(inv.integer(host, "llmserve_ray_num_cpus", 1))]
+    flags, member["resources"] = _resources(inv, host, accelerator, len(ctx["devices"][host]))
+    argv += flags
+    volumes = []
+    store = inv.get(host, "llmserve_ray_object_store_dir")
+    if store:
+        argv += ["--plasma-directory", str(store)]
+        volumes.append("%s:%s" % (store, store))
     argv += ["--disable-usage-stats"] + ctx["start_extra"]
     env = {"VLLM_HOST_IP": address, "RAY_NODE_IP_ADDRESS": address, "RAY_OVERRIDE_NODE_IP_ADDRESS": address}
     device_var = DEVICE_ENV.get(accelerator)
@@ -176,16 +207,18 @@ def _member(inv, ports, host, head, ctx):
     if ifname:
         env.update(NCCL_SOCKET_IFNAME=str(ifname), GLOO_SOCKET_IFNAME=str(ifname))
     env.update(ctx["vllm_env"])
-    secret_env = {}
     if ctx["auth"]["mode"] == "token":
-        env["RAY_AUTH_MODE"] = "token"
-        secret_env["RAY_AUTH_TOKEN"] = secret(ctx["auth"]["token_variable"], ctx["head"])
+        # a file, not RAY_AUTH_TOKEN: a variable would show in `docker inspect` and in the module's output
+        token_file = "%s/ray/auth_token" % inv.get(host, "llmserve_config_dir")
+        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=token_file)
+        member["token"] = dict(path=token_file, **secret(ctx["auth"]["token_variable"], host))
+        volumes.append("%s:%s:ro" % (token_file, token_file))
     agent = member["dashboard_agent_port"]
     member["health"] = [url(address, agent, "/api/local_raylet_healthz")]
     if is_head:
         member["health"] = [url(address, member["dashboard_port"], "/api/gcs_healthz")] + member["health"] + [
             url(address, member["port"], "/health")]
-    member.update(argv=argv, env=env, secret_env=secret_env)
+    member.update(argv=argv, env=env, volumes=volumes, log_options=log_options(inv, host))
     return member
 
 
@@ -229,7 +262,7 @@ def plan(inv, ports):
     one_value(inv, nodes, "llmserve_accelerator", head, "one vLLM engine spans the cluster, so its nodes need the "
               "same kind of device")
     tp, pp, total = _parallel(inv, head, devices)
-    ctx = dict(head=head, image=image, devices=devices, auth=_auth(inv, head), start_extra=strings(inv, head, "llmserve_ray_start_extra_args"),
+    ctx = dict(head=head, image=image, devices=devices, auth=_auth(inv, head, nodes), start_extra=strings(inv, head, "llmserve_ray_start_extra_args"),
                vllm_env=mapping(inv, head, "llmserve_vllm_env"))
     head_member = _member(inv, ports, head, head, dict(ctx, gcs=None))
     gcs = "%s:%d" % (head_member["address"], head_member["gcs_port"])
@@ -243,7 +276,9 @@ def plan(inv, ports):
     instances = [dict(name="ray-head", kind="ray_head", hosts=[head], master=head, endpoints=[api],
                       members=[head_member],
                       ready=dict(url=dashboard + "/api/v0/nodes", alive_nodes=len(nodes), devices=total,
-                                 command=["ray", "status", "--address", gcs]),
+                                 command=["ray", "status", "--address", gcs],
+                                 # what each node must show ALIVE in the dashboard's node list
+                                 nodes={m["address"]: m["resources"] for m in [head_member] + worker_members}),
                       **common)]
     if workers:
         # a worker serves no API of its own: its endpoint is the dashboard agent (raylet health, node stats)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 
-from ._cluster_util import boolean
+from ._cluster_util import boolean, log_options
 from ._planner import DEVICE_ENV
 from ._ranktable import ASCEND, member_paths, table_dir, vllm_ascend_path
 
@@ -76,9 +76,6 @@ DEFAULTS = {
     "llmserve_pythonhashseed": 0,
     # omni-infer's decode layout (one data-parallel rank per device) is for MoE models such as DeepSeek
     "llmserve_moe_model": True,
-    "llmserve_docker_log_max_size": "100m",
-    "llmserve_docker_log_max_file": 3,
-    "llmserve_config_dir": "/etc/llmserve",
     # read-only mounts an Ascend engine needs from its host (reference/mindie.md §5)
     "llmserve_ascend_mounts": ["/usr/local/Ascend/driver:/usr/local/Ascend/driver:ro",
                                "/usr/local/dcmi:/usr/local/dcmi:ro",
@@ -523,7 +520,7 @@ def _processes(inv, inst, instances, door_host):
             folder = table_dir(config_dir)
             volumes.append("%s:%s:ro" % (folder, folder))
         member.update(container=container, image=inv.get(inst.master, "llmserve_image"), volumes=volumes,
-                      argv=argv, files=files, env_file="%s/%s.env" % (config_dir, container), device_nodes=devices, log_options=_log_options(inv, host),
+                      argv=argv, files=files, env_file="%s/%s.env" % (config_dir, container), device_nodes=devices, log_options=log_options(inv, host),
                       dp_start_rank=0 if inst.layout == TP_NODES else start)
         member["env"] = _engine_env(inv, inst, member, instances)
         # a replica checks the front door's key itself (nginx passes Authorization on); vllm-router sends
@@ -534,12 +531,6 @@ def _processes(inv, inst, instances, door_host):
         if "port" in member:
             member["health_url"] = "http://%s:%d/health" % (member["address"], member["port"])
         start += member["local_dp"]
-
-
-def _log_options(inv, host):
-    """Docker's json-file rotation for every container of the plan (no daemon restart needed)."""
-    return {"max-size": str(inv.get(host, "llmserve_docker_log_max_size")),
-            "max-file": str(inv.integer(host, "llmserve_docker_log_max_file", 1))}
 
 
 def _entry(inst):
@@ -623,7 +614,7 @@ def _nginx(inv, host, door, listen, retries, entries):
         container, argv, mount = "llmserve-nginx", ["nginx", "-g", "daemon off;"], "/etc/nginx/nginx.conf"
     return dict(host=host, role="nginx", container=container, image=image, argv=argv,
                 volumes=["%s:%s:ro" % (config, mount)], health_url=door["health_url"],
-                log_options=_log_options(inv, host), nginx=settings)
+                log_options=log_options(inv, host), nginx=settings)
 
 
 def _hostport(urls):
@@ -660,7 +651,7 @@ def _router(inv, host, entries, listen, metrics, retries):
     argv += ["--retry-max-retries", str(retries)] if retries else ["--disable-retries"]
     argv += [str(a) for a in inv.get(host, "llmserve_proxy_extra_args") or []]
     return dict(host=host, role="router", container="llmserve-router", image=inv.get(host, "llmserve_proxy_image"), argv=argv,
-                listen=list(listen), health_url="http://%s:%d/health" % listen, log_options=_log_options(inv, host))
+                listen=list(listen), health_url="http://%s:%d/health" % listen, log_options=log_options(inv, host))
 
 
 def plan(inv, ports):

@@ -23,6 +23,12 @@ DEVICE_ENV = {"nvidia": "CUDA_VISIBLE_DEVICES", "ascend_a2": "ASCEND_RT_VISIBLE_
 DEFAULTS = {
     "llmserve_accelerator": "nvidia",
     "llmserve_reserved_ports": [],
+    # env, config, token and rank-table files on the hosts (0640/0600, directories 0750)
+    "llmserve_config_dir": "/etc/llmserve",
+    # json-file log rotation of every container, set per container (changing Docker's daemon.json would
+    # mean restarting dockerd, which stops every container on the host)
+    "llmserve_docker_log_max_size": "100m",
+    "llmserve_docker_log_max_file": 3,
 }
 MAX_PORT = 65535
 

@@ -165,6 +165,8 @@ def ensure_secrets():
     for name in ("registry_password", "vault_password"):
         if not (sec / name).exists():
             write(sec / name, secrets.token_urlsafe(24) + "\n")
+    if not (sec / "ray_auth_token").exists():   # what `ray get-auth-token --generate` makes: 32 random bytes, hex
+        write(sec / "ray_auth_token", secrets.token_hex(32) + "\n")
     password = (sec / "registry_password").read_text().strip()
     htpasswd = sec / "htpasswd"
     if not htpasswd.exists():
@@ -296,17 +298,20 @@ def write_inventory(names, shared, password):
         f"llmserve_registry_url: {registry_addr()}",
         f"llmserve_registry_username: {REGISTRY_USER}",
         "llmserve_registry_password: \"{{ vault_llmserve_registry_password }}\"",
+        "llmserve_ray_auth_token: \"{{ vault_llmserve_ray_auth_token }}\"",
         f"llmserve_testbed_shared_dir: {SHARED_MOUNT}",
         ""]), 0o644)
-    vault = inv / "group_vars" / "all" / "vault.yml"
-    plain = f"vault_llmserve_registry_password: {password}\n"
-    if not vault.exists() or "$ANSIBLE_VAULT" not in vault.read_text():
-        write(vault, plain, 0o600)
-        vault_bin = shutil.which("ansible-vault") or str(Path(sys.executable).parent / "ansible-vault")
-        # the bed's own vault password only, whatever ANSIBLE_VAULT_PASSWORD_FILE says
-        env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_VAULT_PASSWORD_FILE"}
-        run([vault_bin, "encrypt", "--vault-password-file", str(STATE / "secrets" / "vault_password"),
-             str(vault)], quiet=True, env=env)
+    ray_token = (STATE / "secrets" / "ray_auth_token").read_text().strip()
+    for name, plain in (("vault.yml", f"vault_llmserve_registry_password: {password}\n"),
+                        ("vault_ray.yml", f"vault_llmserve_ray_auth_token: {ray_token}\n")):
+        vault = inv / "group_vars" / "all" / name
+        if not vault.exists() or "$ANSIBLE_VAULT" not in vault.read_text():
+            write(vault, plain, 0o600)
+            vault_bin = shutil.which("ansible-vault") or str(Path(sys.executable).parent / "ansible-vault")
+            # the bed's own vault password only, whatever ANSIBLE_VAULT_PASSWORD_FILE says
+            env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_VAULT_PASSWORD_FILE"}
+            run([vault_bin, "encrypt", "--vault-password-file", str(STATE / "secrets" / "vault_password"),
+                 str(vault)], quiet=True, env=env)
     return inv
 
 

@@ -63,7 +63,7 @@ def example(name):
 
 # ================================================================ Ray
 
-RAY_COMMON = dict(llmserve_model="/models/m", llmserve_image=IMAGE, llmserve_devices="0-7")
+RAY_COMMON = dict(llmserve_model="/models/m", llmserve_image=IMAGE, llmserve_devices="0-7", llmserve_ray_auth_token=SECRET)
 
 
 def ray(workers=1, common=None, **per_host):
@@ -83,7 +83,8 @@ def test_ray_two_nodes_default_to_tp_per_node_and_pp_per_node_count():
     assert flag(hm["argv"], "--ray-client-server-port") == "10001" and flag(hm["argv"], "--num-gpus") == "8"
     assert flag(hm["argv"], "--min-worker-port") == "10002" and flag(hm["argv"], "--max-worker-port") == "10999"
     assert hm["env"] == {"VLLM_HOST_IP": "10.7.0.1", "RAY_NODE_IP_ADDRESS": "10.7.0.1",
-                         "RAY_OVERRIDE_NODE_IP_ADDRESS": "10.7.0.1", "CUDA_VISIBLE_DEVICES": "0,1,2,3,4,5,6,7"}
+                         "RAY_OVERRIDE_NODE_IP_ADDRESS": "10.7.0.1", "CUDA_VISIBLE_DEVICES": "0,1,2,3,4,5,6,7",
+                         "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": "/etc/llmserve/ray/auth_token"}
     assert hm["serve_argv"] == ["vllm", "serve", "/models/m", "--host", "10.7.0.1", "--port", "8000",
                                 "--tensor-parallel-size", "8", "--pipeline-parallel-size", "2",
                                 "--distributed-executor-backend", "ray"]
@@ -101,11 +102,12 @@ def test_ray_two_nodes_default_to_tp_per_node_and_pp_per_node_count():
     assert hm["health"] == ["http://10.7.0.1:8265/api/gcs_healthz", "http://10.7.0.1:52365/api/local_raylet_healthz",
                             "http://10.7.0.1:8000/health"]
     assert head["ready"] == {"url": "http://10.7.0.1:8265/api/v0/nodes", "alive_nodes": 2, "devices": 16,
-                             "command": ["ray", "status", "--address", "10.7.0.1:6379"]}
+                             "command": ["ray", "status", "--address", "10.7.0.1:6379"],
+                             "nodes": {"10.7.0.1": {"GPU": 8}, "10.7.0.2": {"GPU": 8}}}
     assert plan["front_door"] == {"kind": "vllm-ray", "host": "head", "url": "http://10.7.0.1:8000",
                                   "backends": {"engine": ["http://10.7.0.1:8000"]},
                                   "health": "http://10.7.0.1:8000/health"}
-    assert head["auth"] == {"mode": "disabled"} and hm["secret_env"] == {}
+    assert head["auth"] == {"mode": "token", "token_variable": "llmserve_ray_auth_token"}
 
 
 def test_ray_one_given_size_derives_the_other_and_a_lone_head_is_a_cluster():
@@ -125,14 +127,34 @@ def test_ray_sizes_that_fit_in_fewer_devices_are_accepted():
     assert flag(the(plan, "ray-head")["members"][0]["serve_argv"], "--tensor-parallel-size") == "4"
 
 
-def test_ray_token_auth_names_the_vaulted_variable_and_never_its_value():
-    plan = plan_of(*ray(1, common=dict(llmserve_ray_auth_mode="token", llmserve_ray_auth_token=SECRET)))
+def test_ray_token_auth_is_on_by_default_a_0600_file_per_node_from_its_own_variable():
+    plan = plan_of(*ray(1))
     for inst in plan["instances"]:
         assert inst["auth"] == {"mode": "token", "token_variable": "llmserve_ray_auth_token"}
         for m in inst["members"]:
-            assert m["env"]["RAY_AUTH_MODE"] == "token"
-            assert m["secret_env"] == {"RAY_AUTH_TOKEN": {"variable": "llmserve_ray_auth_token", "host": "head"}}
+            path = "/etc/llmserve/ray/auth_token"
+            assert m["env"]["RAY_AUTH_MODE"] == "token" and m["env"]["RAY_AUTH_TOKEN_PATH"] == path
+            assert "RAY_AUTH_TOKEN" not in m["env"] and "secret_env" not in m   # never in `docker inspect`
+            # each node's own variable: a host whose token differs fails to join, and says so
+            assert m["token"] == {"path": path, "variable": "llmserve_ray_auth_token", "host": m["host"]}
+            assert m["volumes"] == ["%s:%s:ro" % (path, path)]
     assert SECRET not in json.dumps(plan)
+    plan = plan_of(*ray(1, common=dict(llmserve_ray_auth_mode="disabled")))
+    for m in the(plan, "ray-worker")["members"]:
+        assert "token" not in m and "RAY_AUTH_MODE" not in m["env"] and m["volumes"] == []
+
+
+def test_ray_resources_object_store_and_cpus_come_from_the_inventory():
+    plan = plan_of(*ray(1, w0=dict(llmserve_ray_resources={"worker_marker": 1, "half": "0.5"}, llmserve_ray_num_cpus=2,
+                                   llmserve_ray_object_store_memory=100000000,
+                                   llmserve_ray_object_store_dir="/srv/ray-objects")))
+    wm = the(plan, "ray-worker")["members"][0]
+    assert json.loads(flag(wm["argv"], "--resources")) == {"half": 0.5, "worker_marker": 1}
+    assert flag(wm["argv"], "--num-cpus") == "2" and flag(wm["argv"], "--object-store-memory") == "100000000"
+    assert flag(wm["argv"], "--plasma-directory") == "/srv/ray-objects"
+    assert "/srv/ray-objects:/srv/ray-objects" in wm["volumes"]
+    assert the(plan, "ray-head")["ready"]["nodes"]["10.7.0.2"] == {"GPU": 8, "CPU": 2, "half": 0.5, "worker_marker": 1}
+    assert "--resources" not in the(plan, "ray-head")["members"][0]["argv"]
 
 
 def test_ray_ascend_nodes_announce_npus_and_extra_settings_reach_every_node():
@@ -180,8 +202,8 @@ RAY_BAD = {
         lambda: ray(1, w0=dict(llmserve_image="other:1")),
         "w0: llmserve_image: 'other:1' differs from '%s' on head; every Ray node must run the same Ray and Python" % IMAGE),
     "token mode without token": (
-        lambda: ray(1, common=dict(llmserve_ray_auth_mode="token")),
-        "head: llmserve_ray_auth_token: is not set, but llmserve_ray_auth_mode is token"),
+        lambda: ray(1, w0=dict(llmserve_ray_auth_token="")),
+        "w0: llmserve_ray_auth_token: is not set, but llmserve_ray_auth_mode is token (the default)"),
     "unknown auth mode": (
         lambda: ray(1, common=dict(llmserve_ray_auth_mode="password")),
         "head: llmserve_ray_auth_mode: 'password' is not one of disabled, token"),
