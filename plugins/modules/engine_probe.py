@@ -55,6 +55,22 @@ options:
     description: Path of the health endpoint (V(/health) for vLLM and vllm-router).
     type: str
     default: /health
+  wait:
+    description:
+      - Seconds to wait for the health endpoint to answer 200, asking every O(delay) seconds; fails when it
+        does not. V(0) asks once and reports.
+    type: int
+    default: 0
+  delay:
+    description: Seconds between two questions while waiting.
+    type: int
+    default: 2
+  container:
+    description:
+      - The Docker container that serves O(url). While waiting, the module also asks Docker about it and
+        stops waiting as soon as the container exits or restarts (an engine that crashes while it loads),
+        failing with its last log lines instead of waiting out O(wait).
+    type: str
 """
 
 EXAMPLES = r"""
@@ -85,6 +101,11 @@ health_status:
   returned: always
   type: int
   sample: 200
+waited_seconds:
+  description: How long the module waited for the health endpoint (see O(wait)).
+  returned: always
+  type: float
+  sample: 12.4
 models_status:
   description: HTTP status of C(/v1/models); V(401) means the server wants another O(api_key).
   returned: always
@@ -134,6 +155,45 @@ def request(module, url, headers, body=None):
     return status, parsed, info.get("msg", "")
 
 
+def container_state(module, name):
+    """(status, restart count) of a container, from the docker CLI on the host."""
+    rc, out, err = module.run_command(["docker", "inspect", "--format", "{{.State.Status}} {{.RestartCount}}", name])
+    if rc != 0:
+        module.fail_json(msg="docker inspect %s failed: %s" % (name, (err or out).strip()))
+    status, restarts = out.split()
+    return status, int(restarts)
+
+
+def crashed(module, name, first):
+    """None while the container runs as it did when the wait began, else why it stopped, with its log."""
+    status, restarts = container_state(module, name)
+    if status not in ("exited", "dead", "restarting") and restarts == first:
+        return None
+    dummy, out, err = module.run_command(["docker", "logs", "--tail", "300", name])
+    lines = (out + err).strip().splitlines()
+    # a Python traceback ends far below its cause: show the last errors named, then the last lines
+    errors = [line for line in lines if "Error" in line][-5:]
+    shown = errors + [line for line in lines[-10:] if line not in errors]
+    return "%s %s while starting (%s, restarted %d times); from its log:\n%s" % (
+        name, "exited" if status in ("exited", "dead") else "restarted", status, restarts, "\n".join(shown))
+
+
+def wait_healthy(module, url, headers):
+    """Ask url every delay seconds until it answers 200 or wait seconds pass; stop early if the container dies."""
+    p = module.params
+    deadline = time.monotonic() + p["wait"]
+    first = container_state(module, p["container"])[1] if p["container"] else None
+    while True:
+        status, dummy, err = request(module, url, headers)
+        if status == 200 or time.monotonic() >= deadline:
+            return status, err
+        if p["container"]:
+            why = crashed(module, p["container"], first)
+            if why:
+                module.fail_json(msg=why, healthy=False, health_status=status)
+        time.sleep(p["delay"])
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -144,6 +204,9 @@ def main():
             max_tokens=dict(type="int", default=16, no_log=False),
             timeout=dict(type="int", default=60),
             health_path=dict(type="str", default="/health"),
+            wait=dict(type="int", default=0),
+            delay=dict(type="int", default=2),
+            container=dict(type="str"),
         ),
         supports_check_mode=True,
     )
@@ -153,8 +216,13 @@ def main():
     if p["api_key"]:
         headers["Authorization"] = "Bearer " + p["api_key"]
 
-    health_status, dummy, health_err = request(module, base + p["health_path"], headers)
-    result = dict(changed=False, healthy=health_status == 200, health_status=health_status)
+    started = time.monotonic()
+    health_status, health_err = wait_healthy(module, base + p["health_path"], headers)
+    result = dict(changed=False, healthy=health_status == 200, health_status=health_status,
+                  waited_seconds=round(time.monotonic() - started, 1))
+    if p["wait"] and not result["healthy"]:
+        module.fail_json(msg="%s%s did not answer 200 within %d s (last: %s %s)"
+                         % (base, p["health_path"], p["wait"], health_status, health_err), **result)
 
     status, listing, dummy = request(module, base + "/v1/models", headers)
     result["models_status"] = status

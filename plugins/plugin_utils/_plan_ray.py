@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import json
 
-from ._cluster_util import claim_range, is_set, log_options, mapping, not_in_both, one_value, port, port_range, secret, strings, url
+from ._cluster_util import boolean, claim_range, is_set, log_options, mapping, not_in_both, one_value, port, port_range, secret, strings, url
 from ._planner import DEVICE_ENV
 
 GROUPS = ("ray_head", "ray_worker")
@@ -70,6 +70,10 @@ DEFAULTS = {
     "llmserve_ray_max_worker_port": 10999,
     "llmserve_ray_auth_mode": "token",
     "llmserve_ray_resources": {},
+    # start vLLM over Ray once the cluster is whole (its own container on the head's host)
+    "llmserve_ray_vllm": True,
+    # the head's Ray session directory on its host (sockets, logs), shared with the vLLM container
+    "llmserve_ray_temp_dir": "/tmp/llmserve-ray",
     "llmserve_ray_start_extra_args": [],
     # shared with the PD vLLM system, which has the same defaults
     "llmserve_vllm_port": 8000,
@@ -171,7 +175,11 @@ def _member(inv, ports, host, head, ctx):
     member = dict(host=host, address=address, container="llmserve-" + instance, image=ctx["image"],
                   network_mode="host", keep_image_entrypoint=False, devices=ctx["devices"][host])
     argv = ["ray", "start", "--block", "--node-ip-address", address]
+    volumes = []
     if is_head:
+        # vLLM's driver, in a container of its own, finds this node's raylet by its process and its sockets
+        member.update(ipc_mode="shareable", temp_dir=str(inv.get(host, "llmserve_ray_temp_dir")))
+        volumes.append("%s:/tmp/ray" % member["temp_dir"])
         member["gcs_port"] = port(inv, ports, host, "llmserve_ray_port", "ray-gcs", instance)
         member["dashboard_port"] = port(inv, ports, host, "llmserve_ray_dashboard_port", "ray-dashboard", instance)
         argv += ["--head", "--port", str(member["gcs_port"]), "--dashboard-host", address,
@@ -179,7 +187,6 @@ def _member(inv, ports, host, head, ctx):
         if inv.get(host, "llmserve_ray_client_port") not in (None, ""):
             member["client_port"] = port(inv, ports, host, "llmserve_ray_client_port", "ray-client", instance)
             argv += ["--ray-client-server-port", str(member["client_port"])]
-        member["port"] = port(inv, ports, host, "llmserve_vllm_port", "vllm-api", instance)
     else:
         argv += ["--address", ctx["gcs"]]
     for variable, service, flag in NODE_PORTS:
@@ -193,7 +200,6 @@ def _member(inv, ports, host, head, ctx):
     accelerator = inv.get(host, "llmserve_accelerator")
     flags, member["resources"] = _resources(inv, host, accelerator, len(ctx["devices"][host]))
     argv += flags
-    volumes = []
     store = inv.get(host, "llmserve_ray_object_store_dir")
     if store:
         argv += ["--plasma-directory", str(store)]
@@ -216,8 +222,7 @@ def _member(inv, ports, host, head, ctx):
     agent = member["dashboard_agent_port"]
     member["health"] = [url(address, agent, "/api/local_raylet_healthz")]
     if is_head:
-        member["health"] = [url(address, member["dashboard_port"], "/api/gcs_healthz")] + member["health"] + [
-            url(address, member["port"], "/health")]
+        member["health"] = [url(address, member["dashboard_port"], "/api/gcs_healthz")] + member["health"]
     member.update(argv=argv, env=env, volumes=volumes, log_options=log_options(inv, host))
     return member
 
@@ -237,6 +242,21 @@ def _serve(inv, head, member, tp, pp):
             inv.problem(head, "llmserve_vllm_extra_args", "sets %s, which the plan sets; use the plan's variable "
                         "instead" % flag)
     return argv, {"RAY_ADDRESS": "%s:%d" % (member["address"], member["gcs_port"])}
+
+
+def _vllm_member(inv, head, member):
+    """vLLM over Ray as its own container on the head's host: the head's process and IPC namespaces and Ray
+    session directory (Ray finds its local raylet by process), host networking, the head's token."""
+    env = dict(member["serve_env"], VLLM_HOST_IP=member["address"], RAY_NODE_IP_ADDRESS=member["address"])
+    env.update({k: v for k, v in member["env"].items() if k.startswith(("RAY_AUTH", "NCCL_", "GLOO_"))})
+    env.update(mapping(inv, head, "llmserve_vllm_env"))
+    volumes = ["%s:/tmp/ray" % member["temp_dir"]] + [v for v in member["volumes"] if v.endswith(":ro")]
+    return dict(host=head, address=member["address"], container="llmserve-ray-vllm", image=member["image"],
+                argv=member["serve_argv"], env=env, secret_env={}, files=[], volumes=volumes, devices=[],
+                env_file="%s/llmserve-ray-vllm.env" % inv.get(head, "llmserve_config_dir"),
+                ipc_mode="container:" + member["container"], pid_mode="container:" + member["container"],
+                port=member["port"], headless=False, health_url=url(member["address"], member["port"], "/health"),
+                log_options=member["log_options"])
 
 
 def plan(inv, ports):
@@ -267,23 +287,30 @@ def plan(inv, ports):
     head_member = _member(inv, ports, head, head, dict(ctx, gcs=None))
     gcs = "%s:%d" % (head_member["address"], head_member["gcs_port"])
     worker_members = [_member(inv, ports, h, head, dict(ctx, gcs=gcs)) for h in workers]
-    serve_argv, serve_env = _serve(inv, head, head_member, tp, pp)
-    head_member.update(serve_argv=serve_argv, serve_env=serve_env)
-    api = url(head_member["address"], head_member["port"])
+    serving = boolean(inv, head, "llmserve_ray_vllm")
+    if serving:
+        head_member["port"] = port(inv, ports, head, "llmserve_vllm_port", "vllm-api", "ray-vllm")
+        serve_argv, serve_env = _serve(inv, head, head_member, tp, pp)
+        head_member.update(serve_argv=serve_argv, serve_env=serve_env)
     dashboard = url(head_member["address"], head_member["dashboard_port"])
     common = dict(cluster="ray", ray_address=gcs, dashboard_url=dashboard, auth=ctx["auth"],
                   tensor_parallel_size=tp, pipeline_parallel_size=pp, devices_total=total)
-    instances = [dict(name="ray-head", kind="ray_head", hosts=[head], master=head, endpoints=[api],
+    instances = [dict(name="ray-head", kind="ray_head", hosts=[head], master=head, endpoints=[dashboard],
                       members=[head_member],
                       ready=dict(url=dashboard + "/api/v0/nodes", alive_nodes=len(nodes), devices=total,
                                  command=["ray", "status", "--address", gcs],
                                  # what each node must show ALIVE in the dashboard's node list
                                  nodes={m["address"]: m["resources"] for m in [head_member] + worker_members}),
                       **common)]
+    door = None
+    if serving:
+        api = url(head_member["address"], head_member["port"])
+        instances.append(dict(name="ray-vllm", kind="ray_vllm", hosts=[head], master=head, endpoints=[api],
+                              members=[_vllm_member(inv, head, head_member)], **common))
+        door = dict(kind="vllm-ray", host=head, url=api, backends={"engine": [api]}, health=api + "/health")
     if workers:
         # a worker serves no API of its own: its endpoint is the dashboard agent (raylet health, node stats)
         instances.append(dict(name="ray-worker", kind="ray_worker", hosts=workers, master=workers[0],
                               endpoints=[url(m["address"], m["dashboard_agent_port"]) for m in worker_members],
                               members=worker_members, **common))
-    door = dict(kind="vllm-ray", host=head, url=api, backends={"engine": [api]}, health=api + "/health")
     return dict(instances=instances, front_door=door)

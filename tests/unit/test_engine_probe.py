@@ -10,7 +10,7 @@ from sim_process import sim
 REPO = Path(__file__).resolve().parents[2]
 
 
-def probe(*args, check_mode=False, verbosity=None):
+def probe(*args, check_mode=False, verbosity=None, path=None):
     """Run the module once on localhost; return (rc, parsed result, raw output)."""
     cmd = [str(Path(sys.executable).parent / "ansible"), "localhost", "-m", "llmserve.cluster.engine_probe",
            "-a", json.dumps(dict(a.split("=", 1) for a in args))]
@@ -18,7 +18,8 @@ def probe(*args, check_mode=False, verbosity=None):
     cmd += [verbosity] if verbosity else []
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120, env={
         **os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_LOCALHOST_WARNING": "0"})
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_LOCALHOST_WARNING": "0",
+        **({"PATH": "%s:%s" % (path, os.environ["PATH"])} if path else {})})
     # the JSON callback prints the run last; -vvv prints connection details before it
     out = json.loads(res.stdout[res.stdout.rindex("\n{\n") if "\n{\n" in res.stdout else 0:])
     return res.returncode, out["plays"][0]["tasks"][0]["hosts"]["localhost"], res.stdout + res.stderr
@@ -57,3 +58,35 @@ def test_api_key_is_used_and_never_printed():
         rc_wrong, wrong, out_wrong = probe(f"url={engine.url}", "api_key=wrong-key-1", "prompt=hi")
     assert key not in out
     assert rc_wrong != 0 and "401" in wrong["msg"] and "wrong-key-1" not in out_wrong
+
+
+def test_wait_polls_until_the_engine_is_healthy():
+    with sim("/models/tiny", env={"LLMSERVE_SIM_STARTUP_DELAY": "4"}, wait_ready=False) as engine:
+        engine.wait_health(503)
+        rc, result, dummy = probe(f"url={engine.url}", "wait=60", "delay=1")
+    assert rc == 0 and result["healthy"] is True and result["waited_seconds"] > 0
+
+
+def test_wait_gives_up_after_its_time_and_says_so():
+    with sim("/models/tiny", env={"LLMSERVE_SIM_STARTUP_DELAY": "60"}, wait_ready=False) as engine:
+        engine.wait_health(503)
+        rc, result, dummy = probe(f"url={engine.url}", "wait=3", "delay=1")
+    assert rc != 0 and "did not answer 200 within 3 s (last: 503" in result["msg"]
+
+
+def test_wait_stops_at_once_when_the_container_restarts_and_shows_its_log(tmp_path):
+    """A stand-in docker CLI: the container runs at first, then Docker restarts it (the engine crashed)."""
+    calls = tmp_path / "calls"
+    docker = tmp_path / "docker"
+    docker.write_text("#!/bin/sh\n"
+                      "if [ \"$1\" = logs ]; then echo 'ValueError: current platform cpu does not support ray.'; exit 0; fi\n"
+                      "echo x >> %s\n"
+                      "if [ $(wc -l < %s) -le 1 ]; then echo 'running 0'; else echo 'restarting 1'; fi\n" % (calls, calls))
+    docker.chmod(0o755)
+    with sim("/models/tiny", env={"LLMSERVE_SIM_STARTUP_DELAY": "600"}, wait_ready=False) as engine:
+        engine.wait_health(503)
+        rc, result, dummy = probe(f"url={engine.url}", "wait=300", "delay=1", "container=llmserve-ray-vllm",
+                                  path=str(tmp_path))
+    assert rc != 0 and result["healthy"] is False
+    assert result["msg"].startswith("llmserve-ray-vllm restarted while starting (restarting, restarted 1 times)")
+    assert "current platform cpu does not support ray" in result["msg"]

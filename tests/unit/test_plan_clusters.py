@@ -99,8 +99,16 @@ def test_ray_two_nodes_default_to_tp_per_node_and_pp_per_node_count():
     assert "serve_argv" not in wm and 8000 not in listeners(plan, "w0") and 6379 not in listeners(plan, "w0")
     assert wm["port_ranges"] == [{"first": 10002, "last": 10999, "service": "ray-worker"}]
     assert wm["health"] == ["http://10.7.0.2:52365/api/local_raylet_healthz"]
-    assert hm["health"] == ["http://10.7.0.1:8265/api/gcs_healthz", "http://10.7.0.1:52365/api/local_raylet_healthz",
-                            "http://10.7.0.1:8000/health"]
+    assert hm["health"] == ["http://10.7.0.1:8265/api/gcs_healthz", "http://10.7.0.1:52365/api/local_raylet_healthz"]
+    assert hm["ipc_mode"] == "shareable" and "/tmp/llmserve-ray:/tmp/ray" in hm["volumes"]
+    # vLLM over Ray: its own container on the head's host, in the head's process and IPC namespaces
+    (vm,) = the(plan, "ray-vllm")["members"]
+    assert vm["host"] == "head" and vm["container"] == "llmserve-ray-vllm" and vm["argv"] == hm["serve_argv"]
+    assert vm["ipc_mode"] == vm["pid_mode"] == "container:llmserve-ray-head"
+    assert vm["volumes"] == ["/tmp/llmserve-ray:/tmp/ray", "/etc/llmserve/ray/auth_token:/etc/llmserve/ray/auth_token:ro"]
+    assert vm["env"] == {"RAY_ADDRESS": "10.7.0.1:6379", "VLLM_HOST_IP": "10.7.0.1", "RAY_NODE_IP_ADDRESS": "10.7.0.1",
+                         "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": "/etc/llmserve/ray/auth_token"}
+    assert vm["health_url"] == "http://10.7.0.1:8000/health" and vm["env_file"] == "/etc/llmserve/llmserve-ray-vllm.env"
     assert head["ready"] == {"url": "http://10.7.0.1:8265/api/v0/nodes", "alive_nodes": 2, "devices": 16,
                              "command": ["ray", "status", "--address", "10.7.0.1:6379"],
                              "nodes": {"10.7.0.1": {"GPU": 8}, "10.7.0.2": {"GPU": 8}}}
@@ -117,8 +125,11 @@ def test_ray_one_given_size_derives_the_other_and_a_lone_head_is_a_cluster():
     plan = plan_of(*ray(1, common=dict(llmserve_pipeline_parallel_size=4)))
     assert (the(plan, "ray-head")["tensor_parallel_size"], the(plan, "ray-head")["pipeline_parallel_size"]) == (4, 4)
     plan = plan_of(*ray(0))
-    assert [i["name"] for i in plan["instances"]] == ["ray-head"]
+    assert [i["name"] for i in plan["instances"]] == ["ray-head", "ray-vllm"]
     assert flag(the(plan, "ray-head")["members"][0]["serve_argv"], "--pipeline-parallel-size") == "1"
+    plan = plan_of(*ray(0, common=dict(llmserve_ray_vllm=False)))   # a Ray cluster alone: no vLLM, no port
+    assert [i["name"] for i in plan["instances"]] == ["ray-head"] and plan["front_door"] is None
+    assert 8000 not in listeners(plan, "head")
 
 
 def test_ray_sizes_that_fit_in_fewer_devices_are_accepted():
@@ -129,7 +140,7 @@ def test_ray_sizes_that_fit_in_fewer_devices_are_accepted():
 
 def test_ray_token_auth_is_on_by_default_a_0600_file_per_node_from_its_own_variable():
     plan = plan_of(*ray(1))
-    for inst in plan["instances"]:
+    for inst in [i for i in plan["instances"] if i["kind"] != "ray_vllm"]:
         assert inst["auth"] == {"mode": "token", "token_variable": "llmserve_ray_auth_token"}
         for m in inst["members"]:
             path = "/etc/llmserve/ray/auth_token"
@@ -137,7 +148,7 @@ def test_ray_token_auth_is_on_by_default_a_0600_file_per_node_from_its_own_varia
             assert "RAY_AUTH_TOKEN" not in m["env"] and "secret_env" not in m   # never in `docker inspect`
             # each node's own variable: a host whose token differs fails to join, and says so
             assert m["token"] == {"path": path, "variable": "llmserve_ray_auth_token", "host": m["host"]}
-            assert m["volumes"] == ["%s:%s:ro" % (path, path)]
+            assert m["volumes"][-1:] == ["%s:%s:ro" % (path, path)]
     assert SECRET not in json.dumps(plan)
     plan = plan_of(*ray(1, common=dict(llmserve_ray_auth_mode="disabled")))
     for m in the(plan, "ray-worker")["members"]:
@@ -163,7 +174,7 @@ def test_ray_ascend_nodes_announce_npus_and_extra_settings_reach_every_node():
                                        llmserve_ray_client_port=None, llmserve_ray_num_cpus=32,
                                        llmserve_vllm_extra_args=["--max-model-len", 4096],
                                        llmserve_served_model_name="big")))
-    for inst in plan["instances"]:
+    for inst in [i for i in plan["instances"] if i["kind"] != "ray_vllm"]:
         m = inst["members"][0]
         assert flag(m["argv"], "--resources") == '{"NPU":16}' and flag(m["argv"], "--num-gpus") == "0"
         assert flag(m["argv"], "--num-cpus") == "32"
@@ -172,6 +183,8 @@ def test_ray_ascend_nodes_announce_npus_and_extra_settings_reach_every_node():
         assert m["env"]["NCCL_DEBUG"] == "INFO"
     head = the(plan, "ray-head")["members"][0]
     assert "--ray-client-server-port" not in head["argv"] and 10001 not in listeners(plan, "head")
+    vm = the(plan, "ray-vllm")["members"][0]   # NCCL/Gloo interfaces and the extra environment reach vLLM too
+    assert vm["env"]["NCCL_SOCKET_IFNAME"] == "eth1" and vm["env"]["NCCL_DEBUG"] == "INFO"
     assert head["serve_argv"][3:5] == ["--served-model-name", "big"] and head["serve_argv"][-2:] == ["--max-model-len", "4096"]
 
 
@@ -215,8 +228,8 @@ RAY_BAD = {
         "w0: llmserve_devices: is not set"),
     "worker range over the vLLM port": (
         lambda: ray(0, common=dict(llmserve_vllm_port=10005)),
-        "head: llmserve_ray_min_worker_port: range 10002-10999 of ray-worker (ray-head) holds port 10005, already "
-        "taken by vllm-api (ray-head); move one of them"),
+        "head: llmserve_vllm_port: port 10005 of vllm-api (ray-vllm) is already taken by reserved (ray-worker "
+        "(ray-head)); move one of them"),
     "worker range backwards": (
         lambda: ray(0, common=dict(llmserve_ray_min_worker_port=20000, llmserve_ray_max_worker_port=19000)),
         "head: llmserve_ray_max_worker_port: 19000 is below llmserve_ray_min_worker_port 20000"),
