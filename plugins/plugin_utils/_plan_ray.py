@@ -244,12 +244,12 @@ def _serve(inv, head, member, tp, pp):
     return argv, {"RAY_ADDRESS": "%s:%d" % (member["address"], member["gcs_port"])}
 
 
-def _vllm_member(inv, head, member):
+def _vllm_member(inv, head, member, vllm_env):
     """vLLM over Ray as its own container on the head's host: the head's process and IPC namespaces and Ray
     session directory (Ray finds its local raylet by process), host networking, the head's token."""
     env = dict(member["serve_env"], VLLM_HOST_IP=member["address"], RAY_NODE_IP_ADDRESS=member["address"])
     env.update({k: v for k, v in member["env"].items() if k.startswith(("RAY_AUTH", "NCCL_", "GLOO_"))})
-    env.update(mapping(inv, head, "llmserve_vllm_env"))
+    env.update(vllm_env)
     volumes = ["%s:/tmp/ray" % member["temp_dir"]] + [v for v in member["volumes"] if v.endswith(":ro")]
     return dict(host=head, address=member["address"], container="llmserve-ray-vllm", image=member["image"],
                 argv=member["serve_argv"], env=env, secret_env={}, files=[], volumes=volumes, devices=[],
@@ -306,7 +306,7 @@ def plan(inv, ports):
     if serving:
         api = url(head_member["address"], head_member["port"])
         instances.append(dict(name="ray-vllm", kind="ray_vllm", hosts=[head], master=head, endpoints=[api],
-                              members=[_vllm_member(inv, head, head_member)], **common))
+                              members=[_vllm_member(inv, head, head_member, ctx["vllm_env"])], **common))
         door = dict(kind="vllm-ray", host=head, url=api, backends={"engine": [api]}, health=api + "/health")
     if workers:
         # a worker serves no API of its own: its endpoint is the dashboard agent (raylet health, node stats)

@@ -526,3 +526,8 @@ def test_example_gpustack_ha():
     assert server["high_availability"] and server["database"] == "external" and len(server["hosts"]) == 2
     assert plan["front_door"]["kind"] == "gpustack-lb" and len(the(plan, "gpustack-worker")["hosts"]) == 3
     assert "change-me" not in json.dumps(plan)
+
+
+def test_ray_a_bad_vllm_env_is_reported_once_though_head_and_vllm_both_use_it():
+    assert problems_of(*ray(0, common=dict(llmserve_vllm_env=["NCCL_DEBUG=INFO"]))) == [
+        "head: llmserve_vllm_env: must be a mapping of NAME: value, got ['NCCL_DEBUG=INFO']"]
