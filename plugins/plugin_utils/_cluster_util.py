@@ -145,6 +145,20 @@ def not_in_both(inv, group_a, group_b, why):
     return both
 
 
+ASCEND_DEVICE_NODES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
+
+
+def ascend_devices(inv, host, numbers):
+    """The device nodes and read-only driver mounts an Ascend container needs, or none on other accelerators:
+    /dev/davinci0 up to the highest device planned on the host (so the numbers in ASCEND_RT_VISIBLE_DEVICES
+    mean the same inside as on the host), the driver's own nodes, and llmserve_ascend_mounts."""
+    if inv.get(host, "llmserve_accelerator") not in ("ascend_a2", "ascend_a3"):
+        return [], []
+    top = max(list(numbers) or [-1])
+    nodes = ["/dev/davinci%d" % n for n in range(top + 1)] + list(ASCEND_DEVICE_NODES)
+    return ["%s:%s:rwm" % (n, n) for n in nodes], [str(v) for v in inv.get(host, "llmserve_ascend_mounts") or []]
+
+
 def log_options(inv, host):
     """Docker's json-file rotation for every container of the plan (no daemon restart needed)."""
     return {"max-size": str(inv.get(host, "llmserve_docker_log_max_size")),

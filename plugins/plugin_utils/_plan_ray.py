@@ -7,6 +7,14 @@ Inventory model
   and, once every node is alive, ``vllm serve ... --distributed-executor-backend ray`` inside its
   container (``serve_argv``): vLLM's API is the front door.
 - group ``ray_worker``: zero or more hosts that join the head (``ray start --address=head:port``).
+- per node ``llmserve_ray_runtime``: ``container`` (default; ``llmserve_image``, which carries Ray) or
+  ``service``: ``ray start --block`` from a virtual environment (``llmserve_ray_venv``, default
+  /opt/llmserve/ray-venv) as the systemd unit ``llmserve-ray-head.service`` / ``llmserve-ray-worker.service``
+  (``Restart=always``). With ``llmserve_ray_pip_packages`` (e.g. ["ray[default]==2.60.0"]) the role makes
+  the venv and installs them with pip's own settings from ``llmserve_ray_pip_env`` (PIP_* variables, e.g.
+  {PIP_NO_INDEX: "1", PIP_FIND_LINKS: /srv/wheels} on an air-gapped site); without, the venv must already
+  hold Ray. The two kinds mix in one
+  cluster; the Ray/Python check covers both.
 - every member needs ``llmserve_devices`` (e.g. "0-7"); the head and the workers all give their
   devices to the engine. One container per host (``llmserve-ray-head`` / ``llmserve-ray-worker``),
   host networking, ``ray start ... --block`` as its command (restart it on failure: it exits when GCS
@@ -51,11 +59,12 @@ from __future__ import annotations
 
 import json
 
-from ._cluster_util import boolean, claim_range, is_set, log_options, mapping, not_in_both, one_value, port, port_range, secret, strings, url
+from ._cluster_util import ascend_devices, boolean, claim_range, is_set, log_options, mapping, not_in_both, one_value, port, port_range, secret, strings, url
 from ._planner import DEVICE_ENV
 
 GROUPS = ("ray_head", "ray_worker")
 AUTH_MODES = ("disabled", "token")
+RUNTIMES = ("container", "service")
 DEFAULTS = {
     "llmserve_ray_port": 6379,
     "llmserve_ray_dashboard_port": 8265,
@@ -70,6 +79,10 @@ DEFAULTS = {
     "llmserve_ray_max_worker_port": 10999,
     "llmserve_ray_auth_mode": "token",
     "llmserve_ray_resources": {},
+    "llmserve_ray_runtime": "container",
+    "llmserve_ray_venv": "/opt/llmserve/ray-venv",
+    "llmserve_ray_pip_packages": [],
+    "llmserve_ray_pip_env": {},
     # start vLLM over Ray once the cluster is whole (its own container on the head's host)
     "llmserve_ray_vllm": True,
     # the head's Ray session directory on its host (sockets, logs), shared with the vLLM container
@@ -167,19 +180,41 @@ def _resources(inv, host, accelerator, count):
     return argv, announced
 
 
+def _runtime_of(inv, host):
+    value = str(inv.get(host, "llmserve_ray_runtime"))
+    if value not in RUNTIMES:
+        inv.problem(host, "llmserve_ray_runtime", "%r is not one of %s" % (value, ", ".join(RUNTIMES)))
+        return "container"
+    return value
+
+
+def _runtime(inv, host, name, ctx):
+    """Where the node runs: a container of the image, or a systemd unit over a virtual environment's ray."""
+    if ctx["runtimes"][host] == "container":
+        return dict(runtime="container", container=name, image=ctx["image"], network_mode="host"), "ray"
+    venv = str(inv.get(host, "llmserve_ray_venv")).rstrip("/")
+    if not venv.startswith("/"):
+        inv.problem(host, "llmserve_ray_venv", "%r is not an absolute path" % venv)
+    return dict(runtime="service", unit=name + ".service", venv=venv,
+                pip=dict(packages=strings(inv, host, "llmserve_ray_pip_packages"),
+                         env=mapping(inv, host, "llmserve_ray_pip_env"))), venv + "/bin/ray"
+
+
 def _member(inv, ports, host, head, ctx):
-    """One Ray node: its container, ray start argv, env, listeners and health URLs."""
+    """One Ray node: its container or service, ray start argv, env, listeners and health URLs."""
     address = inv.address(host)
     is_head = host == head
     instance = "ray-head" if is_head else "ray-worker"
-    member = dict(host=host, address=address, container="llmserve-" + instance, image=ctx["image"],
-                  network_mode="host", keep_image_entrypoint=False, devices=ctx["devices"][host])
-    argv = ["ray", "start", "--block", "--node-ip-address", address]
+    member = dict(host=host, address=address, name="llmserve-" + instance, devices=ctx["devices"][host])
+    where, ray = _runtime(inv, host, member["name"], ctx)
+    member.update(where)
+    argv = [ray, "start", "--block", "--node-ip-address", address]
     volumes = []
-    if is_head:
+    if is_head and member["runtime"] == "container":
         # vLLM's driver, in a container of its own, finds this node's raylet by its process and its sockets
         member.update(ipc_mode="shareable", temp_dir=str(inv.get(host, "llmserve_ray_temp_dir")))
         volumes.append("%s:/tmp/ray" % member["temp_dir"])
+    if is_head:
         member["gcs_port"] = port(inv, ports, host, "llmserve_ray_port", "ray-gcs", instance)
         member["dashboard_port"] = port(inv, ports, host, "llmserve_ray_dashboard_port", "ray-dashboard", instance)
         argv += ["--head", "--port", str(member["gcs_port"]), "--dashboard-host", address,
@@ -200,8 +235,12 @@ def _member(inv, ports, host, head, ctx):
     accelerator = inv.get(host, "llmserve_accelerator")
     flags, member["resources"] = _resources(inv, host, accelerator, len(ctx["devices"][host]))
     argv += flags
+    if member["runtime"] == "container":
+        member["device_nodes"], mounts = ascend_devices(inv, host, ctx["devices"][host])
+        volumes += mounts
     store = inv.get(host, "llmserve_ray_object_store_dir")
     if store:
+        member["object_store_dir"] = str(store)
         argv += ["--plasma-directory", str(store)]
         volumes.append("%s:%s" % (store, store))
     argv += ["--disable-usage-stats"] + ctx["start_extra"]
@@ -250,9 +289,11 @@ def _vllm_member(inv, head, member, vllm_env):
     env = dict(member["serve_env"], VLLM_HOST_IP=member["address"], RAY_NODE_IP_ADDRESS=member["address"])
     env.update({k: v for k, v in member["env"].items() if k.startswith(("RAY_AUTH", "NCCL_", "GLOO_"))})
     env.update(vllm_env)
+    # the token and the Ascend driver's mounts, and the head's device nodes (vLLM's driver detects the platform)
     volumes = ["%s:/tmp/ray" % member["temp_dir"]] + [v for v in member["volumes"] if v.endswith(":ro")]
     return dict(host=head, address=member["address"], container="llmserve-ray-vllm", image=member["image"],
                 argv=member["serve_argv"], env=env, secret_env={}, files=[], volumes=volumes, devices=[],
+                device_nodes=member["device_nodes"],
                 env_file="%s/llmserve-ray-vllm.env" % inv.get(head, "llmserve_config_dir"),
                 ipc_mode="container:" + member["container"], pid_mode="container:" + member["container"],
                 port=member["port"], headless=False, health_url=url(member["address"], member["port"], "/health"),
@@ -276,18 +317,27 @@ def plan(inv, ports):
     nodes = [head] + workers
     devices = {h: inv.devices(h, "llmserve_devices") for h in nodes}
     inv.required(head, "llmserve_model", "model path or name vLLM serves (the same path on every node)")
-    image = inv.required(head, "llmserve_image", "vLLM image with Ray, e.g. vllm/vllm-openai:v0.11.0")
-    one_value(inv, nodes, "llmserve_image", head, "every Ray node must run the same Ray and Python "
-              "(`Version mismatch` otherwise); set llmserve_image once for the cluster")
+    serving = boolean(inv, head, "llmserve_ray_vllm")
+    runtimes = {h: _runtime_of(inv, h) for h in nodes}
+    contained = [h for h in nodes if runtimes[h] == "container"]
+    image = None
+    if contained or serving:
+        image = inv.required(head, "llmserve_image", "vLLM image with Ray, e.g. vllm/vllm-openai:v0.11.0")
+        one_value(inv, contained, "llmserve_image", head, "every Ray node must run the same Ray and Python "
+                  "(`Version mismatch` otherwise); set llmserve_image once for the cluster")
+    if serving and head not in contained:
+        inv.problem(head, "llmserve_ray_runtime", "is service on the head, but vLLM over Ray (llmserve_ray_vllm, "
+                    "default true) runs in a container that joins the head's container; run the head as a "
+                    "container, or set llmserve_ray_vllm: false and start vLLM from the venv yourself")
+        serving = False
     one_value(inv, nodes, "llmserve_accelerator", head, "one vLLM engine spans the cluster, so its nodes need the "
               "same kind of device")
     tp, pp, total = _parallel(inv, head, devices)
-    ctx = dict(head=head, image=image, devices=devices, auth=_auth(inv, head, nodes), start_extra=strings(inv, head, "llmserve_ray_start_extra_args"),
-               vllm_env=mapping(inv, head, "llmserve_vllm_env"))
+    ctx = dict(head=head, image=image, devices=devices, runtimes=runtimes, auth=_auth(inv, head, nodes),
+               start_extra=strings(inv, head, "llmserve_ray_start_extra_args"), vllm_env=mapping(inv, head, "llmserve_vllm_env"))
     head_member = _member(inv, ports, head, head, dict(ctx, gcs=None))
     gcs = "%s:%d" % (head_member["address"], head_member["gcs_port"])
     worker_members = [_member(inv, ports, h, head, dict(ctx, gcs=gcs)) for h in workers]
-    serving = boolean(inv, head, "llmserve_ray_vllm")
     if serving:
         head_member["port"] = port(inv, ports, head, "llmserve_vllm_port", "vllm-api", "ray-vllm")
         serve_argv, serve_env = _serve(inv, head, head_member, tp, pp)

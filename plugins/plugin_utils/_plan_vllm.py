@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 
-from ._cluster_util import boolean, log_options
+from ._cluster_util import ascend_devices, boolean, log_options
 from ._planner import DEVICE_ENV
 from ._ranktable import ASCEND, member_paths, table_dir, vllm_ascend_path
 
@@ -76,11 +76,6 @@ DEFAULTS = {
     "llmserve_pythonhashseed": 0,
     # omni-infer's decode layout (one data-parallel rank per device) is for MoE models such as DeepSeek
     "llmserve_moe_model": True,
-    # read-only mounts an Ascend engine needs from its host (reference/mindie.md §5)
-    "llmserve_ascend_mounts": ["/usr/local/Ascend/driver:/usr/local/Ascend/driver:ro",
-                               "/usr/local/dcmi:/usr/local/dcmi:ro",
-                               "/usr/local/bin/npu-smi:/usr/local/bin/npu-smi:ro",
-                               "/etc/hccn.conf:/etc/hccn.conf:ro"],
 }
 # what omni-infer's launch scripts export for HCCL (reference/omni-infer.md §4); llmserve_vllm_env overrides
 ASCEND_ENV = {"HCCL_CONNECT_TIMEOUT": "1800", "HCCL_EXEC_TIMEOUT": "120", "HCCL_RDMA_TIMEOUT": "20",
@@ -90,7 +85,6 @@ OMNI_ENV = {"VLLM_USE_V1": "1", "VLLM_WORKER_MULTIPROC_METHOD": "fork", "TNG_HOS
             "AUTO_USE_UC_MEMORY": "1", "TASK_QUEUE_ENABLE": "2", "ASCEND_GLOBAL_LOG_LEVEL": "3",
             "PYTORCH_NPU_ALLOC_CONF": "expandable_segments:True", "HCCL_OP_EXPANSION_MODE": "AIV",
             "VLLM_ENABLE_MC2": "1"}
-ASCEND_DEVICE_NODES = ("/dev/davinci_manager", "/dev/devmm_svm", "/dev/hisi_hdc")
 # how an instance's members run: native internal-LB data parallel (one member per host), one TP group
 # over several nodes (omni-infer's P), external-LB data parallel (omni-infer's D, one member per device)
 INTERNAL_DP, TP_NODES, EXTERNAL_DP = "internal_dp", "tp_nodes", "external_dp"
@@ -471,16 +465,6 @@ def _host_devices(inst, host):
     return [d for m in inst.members if m["host"] == host for d in m["devices"]]
 
 
-def _device_nodes(inv, host, instances):
-    """An Ascend container sees /dev/davinci0 up to the highest device planned on its host, so the device
-    numbers in ASCEND_RT_VISIBLE_DEVICES mean the same inside as on the host, plus the driver's own nodes."""
-    if inv.get(host, "llmserve_accelerator") not in ASCEND:
-        return []
-    top = max([d for i in instances for d in i.devices.get(host, [])] or [-1])
-    return ["/dev/davinci%d:/dev/davinci%d:rwm" % (n, n) for n in range(top + 1)] + [
-        "%s:%s:rwm" % (node, node) for node in ASCEND_DEVICE_NODES]
-
-
 def _processes(inv, inst, instances, door_host):
     """argv, env and container of each member: the roles render these, they compute nothing."""
     model = inv.get(inst.master, "llmserve_model")
@@ -514,9 +498,9 @@ def _processes(inv, inst, instances, door_host):
                               content=json.dumps(inv.get(inst.master, "llmserve_lmcache_config"), indent=2,
                                                  sort_keys=True) + "\n"))
         volumes += ["%s:%s:ro" % (f["path"], f["path"]) for f in files]
-        devices = _device_nodes(inv, host, instances)
+        devices, mounts = ascend_devices(inv, host, [d for i in instances for d in i.devices.get(host, [])])
         if devices:
-            volumes += [str(v) for v in inv.get(host, "llmserve_ascend_mounts") or []]
+            volumes += mounts
             folder = table_dir(config_dir)
             volumes.append("%s:%s:ro" % (folder, folder))
         member.update(container=container, image=inv.get(inst.master, "llmserve_image"), volumes=volumes,

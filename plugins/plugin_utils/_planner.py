@@ -29,6 +29,11 @@ DEFAULTS = {
     # mean restarting dockerd, which stops every container on the host)
     "llmserve_docker_log_max_size": "100m",
     "llmserve_docker_log_max_file": 3,
+    # read-only mounts an Ascend container needs from its host (reference/mindie.md §5)
+    "llmserve_ascend_mounts": ["/usr/local/Ascend/driver:/usr/local/Ascend/driver:ro",
+                               "/usr/local/dcmi:/usr/local/dcmi:ro",
+                               "/usr/local/bin/npu-smi:/usr/local/bin/npu-smi:ro",
+                               "/etc/hccn.conf:/etc/hccn.conf:ro"],
 }
 MAX_PORT = 65535
 

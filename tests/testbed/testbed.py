@@ -7,7 +7,7 @@ daemon. Beside them runs Debian's docker-registry with htpasswd login and TLS
 from a test CA that the hosts trust. `up` writes an Ansible inventory whose
 registry password is encrypted with ansible-vault.
 
-    testbed.py up [--hosts 4] [--shared node1,node2]    (idempotent)
+    testbed.py up [--hosts 5] [--shared node1,node2]    (idempotent)
     testbed.py down [--purge]
     testbed.py push IMAGE [IMAGE ...]                    (tag + push to the bed's registry)
     testbed.py status
@@ -194,15 +194,20 @@ def ensure_network():
 STATE_LABEL = "io.llmserve.testbed.state"
 
 
-def running_for_this_state(name):
-    """Running, and made from this state directory (another checkout's bed has other keys)."""
-    res = docker("inspect", "-f", '{{.State.Running}} {{index .Config.Labels "%s"}}' % STATE_LABEL, name,
-                 check=False, quiet=True)
-    return res.returncode == 0 and res.stdout.split() == ["true", str(STATE)]
+def running_as_wanted(name, image):
+    """Running, made from this state directory (another checkout's bed has other keys) and from the
+    image as built now (a changed host image replaces the hosts)."""
+    res = docker("inspect", "-f", '{{.State.Running}} {{index .Config.Labels "%s"}} {{.Image}}' % STATE_LABEL,
+                 name, check=False, quiet=True)
+    return res.returncode == 0 and res.stdout.split() == ["true", str(STATE), image_id(image)]
+
+
+def image_id(image):
+    return docker("image", "inspect", "-f", "{{.Id}}", image, capture=True).stdout.strip()
 
 
 def ensure_container(name, argv):
-    if running_for_this_state(name):
+    if running_as_wanted(name, argv[-1]):
         return
     if exists("container", name):
         docker("rm", "-f", name, quiet=True)
@@ -247,8 +252,10 @@ def host_argv(name, index, shared):
         "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
         "-v", f"{PREFIX}{name}-docker:/var/lib/docker",
         "-v", f"{sec / 'authorized_keys'}:/root/.ssh/authorized_keys:ro",
-        "-v", f"{sec / 'ca.crt'}:/testbed/ca.crt:ro",
-        "-e", f"LLMSERVE_TESTBED_REGISTRY={registry_addr()}",
+        "-v", f"{sec / 'ca.crt'}:/usr/local/share/ca-certificates/llmserve-testbed-ca.crt:ro",
+        # --mount: the registry's address has a colon, which -v cannot take
+        "--mount", f"type=bind,src={sec / 'ca.crt'},dst=/etc/docker/certs.d/{registry_addr()}/ca.crt,readonly",
+        "--tmpfs", "/run", "--tmpfs", "/run/lock",   # systemd as PID 1 (the image's CMD)
         "--network", NETWORK, "--ip", node_address(index), "--hostname", name,
         "--add-host", f"registry.llmserve.test:{addresses()['registry']}",
     ]
@@ -407,7 +414,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     u = sub.add_parser("up", help="bring the bed up (idempotent)")
-    u.add_argument("--hosts", type=int, default=int(os.environ.get("LLMSERVE_TESTBED_HOSTS", 4)))
+    u.add_argument("--hosts", type=int, default=int(os.environ.get("LLMSERVE_TESTBED_HOSTS", 5)))
     u.add_argument("--shared", default=None,
                    help="hosts that mount the shared directory (comma list, default all)")
     d = sub.add_parser("down", help="remove the bed's containers and network")

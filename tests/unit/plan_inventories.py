@@ -149,18 +149,23 @@ def check_contract(plan):
             addr, port = url[len("http://"):].rsplit(":", 1)
             assert by_machine.get((addr, int(port)), (None, {}))[1].get("instance") == inst["name"], url
             endpoints.add(url)
-        # members are containers: several may share a host, the hosts they run on are the instance's
+        # members are containers, or systemd units (a Ray node with runtime service): several may share a host,
+        # the hosts they run on are the instance's
         member_hosts = []
         for m in inst["members"]:
             if m["host"] not in member_hosts:
                 member_hosts.append(m["host"])
         assert member_hosts == inst["hosts"], inst["name"]
-        containers = [(m["host"], m["container"]) for m in inst["members"]]
+        containers = [(m["host"], m.get("container") or m["unit"]) for m in inst["members"]]
         assert len(set(containers)) == len(containers), inst["name"]
         for m in inst["members"]:
             assert m["address"] == plan["hosts"][m["host"]]["address"]
-            assert isinstance(m["container"], str) and m["container"]
-            assert isinstance(m["image"], str) and m["image"]
+            if m.get("runtime") == "service":
+                assert m["unit"].endswith(".service") and m["argv"][0].startswith(m["venv"] + "/bin/")
+                assert "container" not in m and "image" not in m
+            else:
+                assert isinstance(m["container"], str) and m["container"]
+                assert isinstance(m["image"], str) and m["image"]
             assert m["argv"] and all(isinstance(a, str) for a in m["argv"])
             assert all(isinstance(k, str) and isinstance(v, str) for k, v in m["env"].items())
             if inst["kind"].startswith("vllm_"):

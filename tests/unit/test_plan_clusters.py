@@ -188,6 +188,39 @@ def test_ray_ascend_nodes_announce_npus_and_extra_settings_reach_every_node():
     assert head["serve_argv"][3:5] == ["--served-model-name", "big"] and head["serve_argv"][-2:] == ["--max-model-len", "4096"]
 
 
+def test_ray_service_nodes_run_ray_from_their_venv_and_mix_with_containers():
+    plan = plan_of(*ray(2, w1=dict(llmserve_ray_runtime="service", llmserve_ray_venv="/srv/ray/",
+                                   llmserve_ray_pip_packages=["ray[default]==2.60.0"],
+                                   llmserve_ray_pip_env={"PIP_NO_INDEX": 1, "PIP_FIND_LINKS": "/srv/wheels"})))
+    w0, w1 = the(plan, "ray-worker")["members"]
+    assert w0["runtime"] == "container" and w0["container"] == "llmserve-ray-worker" and w0["image"] == IMAGE
+    assert w1["runtime"] == "service" and w1["unit"] == "llmserve-ray-worker.service" and w1["venv"] == "/srv/ray"
+    assert "container" not in w1 and "image" not in w1 and "device_nodes" not in w1
+    # the same ray start as a container node's, from the venv
+    assert w1["argv"][0] == "/srv/ray/bin/ray"
+    assert w1["argv"][1:] == [("10.7.0.3" if a == "10.7.0.2" else a) for a in w0["argv"][1:]]
+    assert w1["pip"] == {"packages": ["ray[default]==2.60.0"], "env": {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "/srv/wheels"}}
+    assert w1["env"]["RAY_AUTH_TOKEN_PATH"] == "/etc/llmserve/ray/auth_token"
+    assert plan["hosts"]["w1"]["images"] == [] and plan["hosts"]["w0"]["images"] == [IMAGE]
+    # a cluster of services alone needs no image when vLLM is not started over it
+    plan = plan_of(*ray(1, common=dict(llmserve_ray_runtime="service", llmserve_image=None, llmserve_ray_vllm=False)))
+    assert [m["argv"][0] for m in plan["instances"][0]["members"]] == ["/opt/llmserve/ray-venv/bin/ray"]
+    assert the(plan, "ray-worker")["members"][0]["pip"]["packages"] == []
+
+
+def test_ray_ascend_containers_get_the_device_nodes_and_driver_mounts_and_vllm_too():
+    plan = plan_of(*ray(1, common=dict(llmserve_accelerator="ascend_a2", llmserve_devices="0-3"),
+                        w0=dict(llmserve_devices="4-7")))
+    head, vm = the(plan, "ray-head")["members"][0], the(plan, "ray-vllm")["members"][0]
+    worker = the(plan, "ray-worker")["members"][0]
+    assert head["device_nodes"][:4] == ["/dev/davinci%d:/dev/davinci%d:rwm" % (n, n) for n in range(4)]
+    assert len(worker["device_nodes"]) == 8 + 3 and worker["device_nodes"][-1] == "/dev/hisi_hdc:/dev/hisi_hdc:rwm"
+    assert "/usr/local/Ascend/driver:/usr/local/Ascend/driver:ro" in worker["volumes"]
+    assert vm["device_nodes"] == head["device_nodes"] and "/etc/hccn.conf:/etc/hccn.conf:ro" in vm["volumes"]
+    plan = plan_of(*ray(1))   # NVIDIA: devices by device request, no nodes
+    assert the(plan, "ray-head")["members"][0]["device_nodes"] == []
+
+
 RAY_BAD = {
     "two heads": (
         lambda: inventory({"ray_head": ["h0", "h1"], "ray_worker": ["w0"]}, RAY_COMMON),
@@ -233,6 +266,16 @@ RAY_BAD = {
     "worker range backwards": (
         lambda: ray(0, common=dict(llmserve_ray_min_worker_port=20000, llmserve_ray_max_worker_port=19000)),
         "head: llmserve_ray_max_worker_port: 19000 is below llmserve_ray_min_worker_port 20000"),
+    "unknown runtime": (
+        lambda: ray(1, w0=dict(llmserve_ray_runtime="systemd")),
+        "w0: llmserve_ray_runtime: 'systemd' is not one of container, service"),
+    "relative venv": (
+        lambda: ray(1, w0=dict(llmserve_ray_runtime="service", llmserve_ray_venv="venvs/ray")),
+        "w0: llmserve_ray_venv: 'venvs/ray' is not an absolute path"),
+    "service head under vLLM": (
+        lambda: ray(1, head=dict(llmserve_ray_runtime="service")),
+        "head: llmserve_ray_runtime: is service on the head, but vLLM over Ray (llmserve_ray_vllm, default true) "
+        "runs in a container"),
     "mixed accelerators": (
         lambda: ray(1, w0=dict(llmserve_accelerator="ascend_a2")),
         "w0: llmserve_accelerator: 'ascend_a2' differs from 'nvidia' on head"),
