@@ -16,10 +16,11 @@ VLLM_IMAGE := llmserve/vllm-cpu:0.32.0
 SIM_IMAGE := llmserve/engine-sim:0.1.0
 ROUTER_IMAGE := llmserve/vllm-router:0.1.17
 NGINX_IMAGE := llmserve/nginx:1.22
+MINDIE_IMAGE := llmserve/mindie-sim:0.1.0
 BASE_IMAGE := llmserve-testbed/base:bookworm
 
 .PHONY: help demo test machine venv collection testbed testbed-down images image-vllm image-sim \
-        image-router push lint sanity unit integration molecule clean
+        image-router image-nginx image-mindie push lint sanity unit integration molecule clean
 
 help:
 	@echo "make demo   deploy a real 2P1D vLLM cluster with this collection onto the local test bed and ask it"
@@ -50,7 +51,7 @@ testbed-down: venv
 	@$(TESTBED) down $(if $(PURGE),--purge)
 
 # ---------------------------------------------------------------- images (built locally, cached by docker)
-images: image-vllm image-sim image-router image-nginx
+images: image-vllm image-sim image-router image-nginx image-mindie
 
 image-vllm: venv
 	@$(TESTBED) base-image
@@ -73,6 +74,11 @@ image-nginx: venv
 	@$(TESTBED) base-image
 	@echo "[images] $(NGINX_IMAGE)"
 	@docker build --network host -q -t $(NGINX_IMAGE) images/nginx >/dev/null
+
+image-mindie: venv
+	@$(TESTBED) base-image
+	@echo "[images] $(MINDIE_IMAGE)"
+	@docker build -q -t $(MINDIE_IMAGE) images/mindie-sim >/dev/null
 
 # ---------------------------------------------------------------- the main job
 demo: testbed collection images
@@ -101,7 +107,7 @@ integration: testbed collection images
 
 molecule: testbed collection images
 	@echo "[test] molecule scenarios on the test bed"
-	@$(TESTBED) push $(SIM_IMAGE) $(ROUTER_IMAGE) $(VLLM_IMAGE) $(NGINX_IMAGE)
+	@$(TESTBED) push $(SIM_IMAGE) $(ROUTER_IMAGE) $(VLLM_IMAGE) $(NGINX_IMAGE) $(MINDIE_IMAGE)
 	@$(BIN)/molecule test --all
 
 clean: testbed-down

@@ -25,7 +25,8 @@ class ActionModule(ActionBase):
         except RankTableError as exc:
             result.update(failed=True, msg="rank tables not written, nothing was changed: %s" % exc)
             return result
-        tables = {host: [{"path": path, "content": text} for path, text in entries] for host, entries in files.items()}
+        # (path, text) or (path, text, "UID:GID"): MindIE checks that its files belong to the user it runs as
+        tables = {host: [dict(zip(("path", "content", "owner"), entry)) for entry in entries] for host, entries in files.items()}
         result.update(changed=False, ansible_facts=dict(llmserve_ranktables=tables),
                       summary=["%s: %s" % (host, ", ".join(e["path"].rsplit("/", 1)[-1] for e in entries))
                                for host, entries in sorted(tables.items())])

@@ -65,6 +65,17 @@ options:
     description: Seconds between two questions while waiting.
     type: int
     default: 2
+  ca_path:
+    description:
+      - PEM file of the CA that signed the server's certificate, for an V(https://) O(url).
+    type: path
+  client_cert:
+    description:
+      - PEM certificate this probe shows the server, for servers that want mutual TLS (MindIE's listeners).
+    type: path
+  client_key:
+    description: The private key of O(client_cert), unencrypted.
+    type: path
   container:
     description:
       - The Docker container that serves O(url). While waiting, the module also asks Docker about it and
@@ -144,8 +155,9 @@ from ansible.module_utils.urls import fetch_url
 def request(module, url, headers, body=None):
     """Return (status, parsed JSON or None, error text)."""
     data = None if body is None else json.dumps(body)
-    resp, info = fetch_url(module, url, data=data, headers=headers,
-                           method="GET" if body is None else "POST", timeout=module.params["timeout"])
+    # fetch_url takes the client certificate and key from the module's options of those names
+    resp, info = fetch_url(module, url, data=data, headers=headers, method="GET" if body is None else "POST",
+                           timeout=module.params["timeout"], ca_path=module.params["ca_path"])
     status = info.get("status", -1)
     raw = (resp.read() if resp is not None else b"") or info.get("body", b"")
     try:
@@ -172,7 +184,7 @@ def crashed(module, name, first):
     dummy, out, err = module.run_command(["docker", "logs", "--tail", "300", name])
     lines = (out + err).strip().splitlines()
     # a Python traceback ends far below its cause: show the last errors named, then the last lines
-    errors = [line for line in lines if "Error" in line][-5:]
+    errors = [line for line in lines if "error" in line.lower()][-5:]
     shown = errors + [line for line in lines[-10:] if line not in errors]
     return "%s %s while starting (%s, restarted %d times); from its log:\n%s" % (
         name, "exited" if status in ("exited", "dead") else "restarted", status, restarts, "\n".join(shown))
@@ -207,6 +219,9 @@ def main():
             wait=dict(type="int", default=0),
             delay=dict(type="int", default=2),
             container=dict(type="str"),
+            ca_path=dict(type="path"),
+            client_cert=dict(type="path"),
+            client_key=dict(type="path", no_log=False),
         ),
         supports_check_mode=True,
     )

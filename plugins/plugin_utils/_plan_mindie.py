@@ -56,7 +56,9 @@ own probes (probe.sh): startup, readiness, liveness.
 from __future__ import annotations
 
 import posixpath
+import re
 
+from ._cluster_util import ascend_devices, boolean, log_options, one_value, strings
 from ._planner import MAX_PORT
 
 GROUPS = ("mindie_server", "mindie_controller", "mindie_coordinator")
@@ -93,7 +95,23 @@ COORDINATOR_TLS = ("controller_server", "request_server", "mindie_client", "mind
 # what boot.sh exports for a Server (MindIE-Motor deploy_scripts/boot_helper/boot.sh)
 SERVER_ENV = {"GRPC_POLL_STRATEGY": "poll", "HCCL_RDMA_RETRY_CNT": "7", "HCCL_RDMA_TIMEOUT": "18",
               "HCCL_EXEC_TIMEOUT": "60"}
+# where MindIE's images keep their programs and shipped files: the whl images (binaries "current") and the
+# older run-package images (binaries "legacy": mindieservice_daemon, ms_controller, ms_coordinator)
+MOTOR_HOME = "/usr/local/lib/python3.11/site-packages/mindie_motor"
+LLM_HOME = {"current": "/usr/local/lib/python3.11/site-packages/mindie_llm",
+            "legacy": "/usr/local/Ascend/mindie/latest/mindie-service"}
+BINARIES = {"current": ("mindie_llm_server", "mindie_motor_controller", "mindie_motor_coordinator"),
+            "legacy": ("mindieservice_daemon", "ms_controller", "ms_coordinator")}
+HARDWARE_TYPES = ("800I A2(32G)", "800I A2(64G)")
+TLS_SUBDIR = "security/llmserve"      # under the Server's home: its TLS paths are relative to it
 DEFAULTS = {
+    "llmserve_mindie_binaries": "current",
+    # every TLS switch on, as MindIE ships and recommends; certificates from the role's CA or the user's
+    "llmserve_mindie_tls": True,
+    # MindIE's user (HwHiAiUser, 1001 in its images and Kubernetes files); null runs as the image's user
+    "llmserve_mindie_user": "1001:1001",
+    "llmserve_mindie_volumes": [],
+    "llmserve_mindie_hardware_type": None,
     "llmserve_mindie_server_port": 1025,
     "llmserve_mindie_server_management_port": 1026,
     "llmserve_mindie_server_metrics_port": 1027,
@@ -311,57 +329,163 @@ def _check_alarm(inv, controller, coordinator):
 
 # ---------------------------------------------------------------- members
 
-def _url(address, port, path=""):
-    return "http://%s:%d%s" % (address, port, path)
+def _url(address, port, path="", tls=False):
+    return "%s://%s:%d%s" % ("https" if tls else "http", address, port, path)
+
+
+def _settings(inv, hosts, lead):
+    """What every MindIE container of the cluster shares, read on the Controller's host."""
+    for name, why in (("llmserve_mindie_binaries", "one MindIE generation runs the cluster"),
+                      ("llmserve_mindie_tls", "the components talk to each other, so TLS is on for all or none"),
+                      ("llmserve_mindie_user", "the components share files, so they run as one user")):
+        one_value(inv, hosts, name, lead, why)
+    binaries = str(inv.get(lead, "llmserve_mindie_binaries"))
+    if binaries not in BINARIES:
+        inv.problem(lead, "llmserve_mindie_binaries", "%r is not one of %s (current: mindie_llm_server and "
+                    "mindie_motor_*; legacy: mindieservice_daemon, ms_controller, ms_coordinator)"
+                    % (binaries, ", ".join(BINARIES)))
+        binaries = "current"
+    user = inv.get(lead, "llmserve_mindie_user")
+    if user not in (None, "") and not re.match(r"^\d+:\d+$", str(user)):
+        inv.problem(lead, "llmserve_mindie_user", "%r is not UID:GID in numbers (MindIE checks that its files belong "
+                    "to the user it runs as, so the role makes them theirs), e.g. 1001:1001" % (user,))
+        user = None
+    return dict(binaries=binaries, tls=boolean(inv, lead, "llmserve_mindie_tls"), user=str(user) if user else None)
+
+
+def _runtime(inv, host, ctx, server=False):
+    """Where a component's files are on its host and in its container, its user, volumes and TLS files.
+    The host folder <llmserve_config_dir>/mindie is mounted read-only at CONF_DIR; its tls/ subfolder (a key
+    and certificate of the host, the cluster's CA) also under the Server's home, where a Server looks for them."""
+    folder = "%s/mindie" % inv.get(host, "llmserve_config_dir")
+    volumes = ["%s:%s:ro" % (folder, CONF_DIR)]
+    tls = None
+    if ctx["tls"]:
+        tls = dict(dir=folder + "/tls", ca=folder + "/tls/ca.pem", cert=folder + "/tls/cert.pem",
+                   key=folder + "/tls/key.pem", address=inv.address(host))
+        if server:
+            volumes.append("%s:%s/%s:ro" % (tls["dir"], LLM_HOME[ctx["binaries"]], TLS_SUBDIR))
+    volumes += strings(inv, host, "llmserve_mindie_volumes")
+    return dict(host_dir=folder, user=ctx["user"], volumes=volumes, tls=tls, log_options=log_options(inv, host),
+                working_dir=LLM_HOME[ctx["binaries"]] if server else MOTOR_HOME)
+
+
+def _files(runtime, name, shipped, config, ctx):
+    """The component's own file and http_client_ctl.json (MindIE's probes): each the image's shipped file
+    with the plan's keys merged over it (filter llmserve.cluster.mindie_config)."""
+    client = {"tls_enable": ctx["tls"], "cert": _tls_items(ctx["tls"])}
+    return [dict(path="%s/%s" % (runtime["host_dir"], name), shipped=shipped, config=config),
+            dict(path="%s/http_client_ctl.json" % runtime["host_dir"], shipped=MOTOR_HOME + "/conf/http_client_ctl.json",
+                 config=client)]
+
+
+def _tls_items(on):
+    """A Motor TLS item: the host's certificate and key in the mounted folder. tls_passwd names MindIE's
+    KMC-encrypted key password; the role's keys have none (see docs/mindie.md)."""
+    tls = CONF_DIR + "/tls/"
+    return dict(ca_cert=tls + "ca.pem" if on else "", tls_cert=tls + "cert.pem" if on else "",
+                tls_key=tls + "key.pem" if on else "", tls_passwd="", tls_crl="")
+
+
+def _motor_tls(names, on):
+    config = {}
+    for name in names:
+        config["%s_tls_enable" % name] = on
+        config["%s_tls_items" % name] = _tls_items(on)
+    return config
+
+
+def _server_tls(on, multi):
+    """config.json's TLS keys: paths relative to the Server's home (TLS_SUBDIR is mounted there)."""
+    d = TLS_SUBDIR + "/"
+    server = {"httpsEnabled": on, "interCommTLSEnabled": on}
+    backend = {"interNodeTLSEnabled": on and multi}
+    if on:
+        server.update(tlsCaPath=d, tlsCaFile=["ca.pem"], tlsCert=d + "cert.pem", tlsPk=d + "key.pem",
+                      tlsCrlPath=d, tlsCrlFiles=[])
+        for prefix in ("management", "metrics"):
+            server.update({prefix + "TlsCaFile": ["ca.pem"], prefix + "TlsCert": d + "cert.pem",
+                           prefix + "TlsPk": d + "key.pem", prefix + "TlsCrlPath": d, prefix + "TlsCrlFiles": []})
+        server.update(interCommTlsCaPath=d, interCommTlsCaFiles=["ca.pem"], interCommTlsCert=d + "cert.pem",
+                      interCommPk=d + "key.pem", interCommTlsCrlPath=d, interCommTlsCrlFiles=[])
+        if multi:
+            backend.update(interNodeTlsCaPath=d, interNodeTlsCaFiles=["ca.pem"], interNodeTlsCert=d + "cert.pem",
+                           interNodeTlsPk=d + "key.pem", interNodeTlsCrlPath=d, interNodeTlsCrlFiles=[])
+    return server, backend
 
 
 def _env(inv, host, base):
     env = dict(base)
     env["MINDIE_LOG_TO_STDOUT"] = "1"
+    # MindIE's probes (http_client_ctl) read their TLS settings here
+    env["MINDIE_UTILS_HTTP_CLIENT_CTL_CONFIG_FILE_PATH"] = CONF_DIR + "/http_client_ctl.json"
     env.update({str(k): str(v) for k, v in (inv.get(host, "llmserve_mindie_env") or {}).items()})
     return env
 
 
-def _server_members(inv, comp, accelerator):
+def _server_members(inv, comp, accelerator, ctx):
     model = str(inv.get(comp.master, "llmserve_model"))
     served = inv.get(comp.master, "llmserve_served_model_name") or posixpath.basename(model.rstrip("/"))
     multi = len(comp.hosts) > 1
+    tls_server, tls_backend = _server_tls(ctx["tls"], multi)
+    binary = BINARIES[ctx["binaries"]][0]
     rank = 0
     for host in comp.hosts:
         address, got, devices = inv.address(host), comp.ports[host], comp.devices[host]
         backend = {"npuDeviceIds": [list(range(len(devices)))], "multiNodesInferEnabled": multi,
-                   "interNodeTLSEnabled": False,
                    "ModelDeployConfig": {"ModelConfig": [{"modelName": served, "modelWeightPath": model,
                                                           "worldSize": comp.world_size, "tp": comp.world_size}]}}
+        backend.update(tls_backend)
         if multi:
             backend["multiNodesInferPort"] = got["multi_nodes_infer_port"]
-        config = {"ServerConfig": {"ipAddress": address, "managementIpAddress": address, "port": got["port"],
-                                   "managementPort": got["management_port"], "metricsPort": got["metrics_port"],
-                                   "interCommPort": got["inter_comm_port"], "inferMode": "dmi",
-                                   "httpsEnabled": False, "interCommTLSEnabled": False},
+        config = {"ServerConfig": dict({"ipAddress": address, "managementIpAddress": address, "port": got["port"],
+                                        "managementPort": got["management_port"], "metricsPort": got["metrics_port"],
+                                        "interCommPort": got["inter_comm_port"], "inferMode": "dmi"}, **tls_server),
                   "BackendConfig": backend}
         env = dict(SERVER_ENV, MIES_CONTAINER_IP=address, MIES_CONTAINER_MANAGEMENT_IP=address)
+        if ctx["binaries"] == "legacy":     # mindieservice_daemon takes no argument
+            env["MIES_CONFIG_JSON_PATH"] = CONF[SERVER]
         if multi:
             env.update(RANK_TABLE_FILE=HCCL_RANK_TABLE, MASTER_IP=inv.address(comp.master))
-        ready = _url(address, got["management_port"], "/v2/health/ready")
+        runtime = _runtime(inv, host, ctx, server=True)
+        ready = _url(address, got["management_port"], "/v2/health/ready", ctx["tls"])
         devs = [dict(device_id=str(d), device_ip=None, device_logical_id=str(i), rank_id=str(rank + i))
                 for i, d in enumerate(devices)]
         if accelerator == "ascend_a3":
             for dev in devs:
                 dev["super_device_id"] = None
+        entry = dict(server_id=address, server_ip=address, predict_port=str(got["port"]),
+                     mgmt_port=str(got["management_port"]), metric_port=str(got["metrics_port"]),
+                     inter_comm_port=str(got["inter_comm_port"]), device=devs)
+        if ctx["hardware"]:
+            entry["hardware_type"] = ctx["hardware"][host]
+        device_nodes, mounts = ascend_devices(inv, host, devices)
+        runtime["volumes"] += mounts
         comp.members.append(dict(
-            host=host, address=address, container="llmserve-%s" % comp.name, image=inv.get(comp.master, "llmserve_image"),
-            devices=devices, port=got["port"], ports=dict(got), rank_ids=list(range(rank, rank + len(devices))),
-            argv=["mindie_llm_server", "--config-file", CONF[SERVER]], env=_env(inv, comp.master, env),
-            config_file=CONF[SERVER], config=config, health=dict(startup=ready, readiness=ready, liveness=ready),
-            rank_table_entry=dict(server_id=address, server_ip=address, predict_port=str(got["port"]),
-                                  mgmt_port=str(got["management_port"]), metric_port=str(got["metrics_port"]),
-                                  inter_comm_port=str(got["inter_comm_port"]), device=devs)))
+            runtime, host=host, address=address, container="llmserve-%s" % comp.name, role="server",
+            image=inv.get(comp.master, "llmserve_image"), devices=devices, device_nodes=device_nodes,
+            port=got["port"], ports=dict(got), rank_ids=list(range(rank, rank + len(devices))),
+            argv=[binary, "--config-file", CONF[SERVER]] if ctx["binaries"] == "current" else [binary],
+            env=_env(inv, comp.master, env), config_file=CONF[SERVER], config=config,
+            files=_files(runtime, "config.json", LLM_HOME[ctx["binaries"]] + "/conf/config.json", config, ctx),
+            health=dict(startup=ready, readiness=ready, liveness=ready), health_url=ready,
+            rank_table_entry=entry))
         rank += len(devices)
 
 
-def _tls_off(names):
-    return {"%s_tls_enable" % n: False for n in names}
+def _hardware(inv, servers):
+    """Heterogeneous mode: every Server host names its hardware_type, or none does."""
+    hosts = [h for comp in servers for h in comp.hosts]
+    given = {h: inv.get(h, "llmserve_mindie_hardware_type") for h in hosts if inv.get(h, "llmserve_mindie_hardware_type")}
+    for host, value in given.items():
+        if value not in HARDWARE_TYPES:
+            inv.problem(host, "llmserve_mindie_hardware_type", "%r is not one MindIE knows (%s)"
+                        % (value, ", ".join(HARDWARE_TYPES)))
+    missing = [h for h in hosts if h not in given]
+    if given and missing:
+        inv.problem(missing[0], "llmserve_mindie_hardware_type", "is not set, but %s sets it: heterogeneous mode "
+                    "needs the hardware type of every Server host" % sorted(given)[0])
+    return {h: str(v) for h, v in given.items()}
 
 
 def _rank_table(inv, servers, controller, coordinator, accelerator):
@@ -398,7 +522,7 @@ def _hccl_rank_table(comp, accelerator):
     return table
 
 
-def _controller_member(inv, controller, coordinator, servers, accelerator):
+def _controller_member(inv, controller, coordinator, servers, accelerator, ctx):
     host = controller.master
     address, got = inv.address(host), controller.ports[host]
     first = servers[0].ports[servers[0].master]
@@ -410,26 +534,30 @@ def _controller_member(inv, controller, coordinator, servers, accelerator):
                             d_node_config=dict(node_machine_num=len(servers[0].hosts)))
     config = {"deploy_mode": "pd_separate", "global_rank_table_file_path": GLOBAL_RANK_TABLE,
               "default_p_rate": inv.integer(host, "llmserve_mindie_p_rate", 0),
-              "default_d_rate": inv.integer(host, "llmserve_mindie_d_rate", 0), "is_heterogeneous": False,
+              "default_d_rate": inv.integer(host, "llmserve_mindie_d_rate", 0), "is_heterogeneous": bool(ctx["hardware"]),
               "http_server": {"ip": address, "port": got["port"]}, "controller_alarm_port": got["alarm_port"],
               "cluster_port": inv.integer(host, "llmserve_mindie_controller_cluster_port", 1),
               "mindie_server_port": first["port"], "mindie_server_control_port": first["management_port"],
               "mindie_server_metric_port": first["metrics_port"],
               "mindie_ms_coordinator_port": coord["manage_port"],
               "mindie_ms_coordinator_external_port": coord["external_port"],
-              "multi_node_infer_config": multi_config, "tls_config": _tls_off(CONTROLLER_TLS)}
+              "multi_node_infer_config": multi_config, "tls_config": _motor_tls(CONTROLLER_TLS, ctx["tls"])}
     env = {"GLOBAL_RANK_TABLE_FILE_PATH": GLOBAL_RANK_TABLE, "MINDIE_MS_CONTROLLER_CONFIG_FILE_PATH": CONF[CONTROLLER],
            "POD_IP": address}
+    runtime = _runtime(inv, host, ctx)
+    health = _url(address, got["port"], "/v1/health", ctx["tls"])
     controller.members.append(dict(
-        host=host, address=address, container="llmserve-%s" % controller.name, image=inv.get(host, "llmserve_image"),
-        devices=[], port=got["port"], ports=dict(got), argv=["mindie_motor_controller"], env=_env(inv, host, env),
-        config_file=CONF[CONTROLLER], config=config,
-        health=dict(startup=_url(address, got["port"], "/v1/startup"), readiness=_url(address, got["port"], "/v1/health"),
-                    liveness=_url(address, got["port"], "/v1/health")),
-        rank_table_file=GLOBAL_RANK_TABLE, rank_table=_rank_table(inv, servers, controller, coordinator, accelerator)))
+        runtime, host=host, address=address, container="llmserve-%s" % controller.name, role="controller",
+        image=inv.get(host, "llmserve_image"), devices=[], port=got["port"], ports=dict(got),
+        argv=[BINARIES[ctx["binaries"]][1]], env=_env(inv, host, env), config_file=CONF[CONTROLLER], config=config,
+        files=_files(runtime, "ms_controller.json", MOTOR_HOME + "/conf/ms_controller.json", config, ctx),
+        health=dict(startup=_url(address, got["port"], "/v1/startup", ctx["tls"]), readiness=health, liveness=health),
+        health_url=health, rank_table_file=GLOBAL_RANK_TABLE,
+        rank_table_path="%s/global_rank_table.json" % runtime["host_dir"],
+        rank_table=_rank_table(inv, servers, controller, coordinator, accelerator)))
 
 
-def _coordinator_member(inv, coordinator, controller):
+def _coordinator_member(inv, coordinator, controller, ctx):
     host = coordinator.master
     address, got = inv.address(host), coordinator.ports[host]
     alarm = controller.ports[controller.master]["alarm_port"]
@@ -438,22 +566,27 @@ def _coordinator_member(inv, coordinator, controller):
                               "external_port": str(got["external_port"]), "status_port": str(got["status_port"])},
               "digs_scheduler_config": {"deploy_mode": "pd_separate", "scheduler_type": "digs_scheduler",
                                         "algorithm_type": "load_balance"},
-              "tls_config": _tls_off(COORDINATOR_TLS)}
+              "tls_config": _motor_tls(COORDINATOR_TLS, ctx["tls"])}
     status = got["status_port"]
+    binary = BINARIES[ctx["binaries"]][2]
+    argv = [binary, address, address] if ctx["binaries"] == "current" else [
+        binary, address, str(got["predict_port"]), address, str(got["manage_port"])]
+    runtime = _runtime(inv, host, ctx)
+    ready = _url(address, status, "/v1/readiness", ctx["tls"])
     coordinator.members.append(dict(
-        host=host, address=address, container="llmserve-%s" % coordinator.name, image=inv.get(host, "llmserve_image"),
-        devices=[], port=got["predict_port"], ports=dict(got),
-        argv=["mindie_motor_coordinator", address, address],
+        runtime, host=host, address=address, container="llmserve-%s" % coordinator.name, role="coordinator",
+        image=inv.get(host, "llmserve_image"), devices=[], port=got["predict_port"], ports=dict(got), argv=argv,
         env=_env(inv, host, {"MINDIE_MS_COORDINATOR_CONFIG_FILE_PATH": CONF[COORDINATOR]}),
         config_file=CONF[COORDINATOR], config=config,
-        health=dict(startup=_url(address, status, "/v1/startup"), readiness=_url(address, status, "/v1/readiness"),
-                    liveness=_url(address, status, "/v1/health"))))
+        files=_files(runtime, "ms_coordinator.json", MOTOR_HOME + "/conf/ms_coordinator.json", config, ctx),
+        health=dict(startup=_url(address, status, "/v1/startup", ctx["tls"]), readiness=ready,
+                    liveness=_url(address, status, "/v1/health", ctx["tls"])), health_url=ready))
 
 
-def _entry(comp, accelerator):
+def _entry(comp, accelerator, tls):
     main = {SERVER: "port", CONTROLLER: "port", COORDINATOR: "predict_port"}[comp.kind]
     entry = dict(name=comp.name, kind=comp.kind, hosts=list(comp.hosts), master=comp.master, members=comp.members,
-                 endpoints=[_url(m["address"], m["ports"][main]) for m in comp.members[:1]])
+                 endpoints=[_url(m["address"], m["ports"][main], "", tls) for m in comp.members[:1]])
     if comp.kind == SERVER:
         entry["world_size"] = comp.world_size
         if len(comp.hosts) > 1 and comp.members:
@@ -473,19 +606,23 @@ def plan(inv, ports):
     if controller and coordinator:
         _check_alarm(inv, controller, coordinator)
     accelerator = inv.get(servers[0].master, "llmserve_accelerator") if servers else None
+    hosts = [h for c in components for h in c.hosts]
+    ctx = dict(_settings(inv, hosts, controller_host or hosts[0]), hardware=_hardware(inv, servers)) if hosts else None
     if not inv.problems and controller and coordinator and servers:
         for comp in servers:
-            _server_members(inv, comp, accelerator)
-        _controller_member(inv, controller, coordinator, servers, accelerator)
-        _coordinator_member(inv, coordinator, controller)
-    entries = [_entry(c, accelerator) for c in components]
+            _server_members(inv, comp, accelerator, ctx)
+        _controller_member(inv, controller, coordinator, servers, accelerator, ctx)
+        _coordinator_member(inv, coordinator, controller, ctx)
+    entries = [_entry(c, accelerator, bool(ctx and ctx["tls"])) for c in components]
     door = None
     if coordinator and coordinator.members:
         member = coordinator.members[0]
-        door = dict(kind="mindie-coordinator", host=coordinator.master, url=_url(member["address"], member["port"]),
+        door = dict(kind="mindie-coordinator", host=coordinator.master,
+                    url=_url(member["address"], member["port"], "", ctx["tls"]),
                     backends={"server": [url for e in entries if e["kind"] == SERVER for url in e["endpoints"]]},
                     health_url=member["health"]["readiness"],
-                    metrics_url=_url(member["address"], member["ports"]["external_port"], "/metrics"))
+                    metrics_url=_url(member["address"], member["ports"]["external_port"], "/metrics", ctx["tls"]),
+                    tls=member["tls"], members=[])   # the Coordinator's container, which its instance starts
     elif coordinator:
         door = dict(kind="mindie-coordinator", host=coordinator.master, url=None, backends={"server": []})
     return dict(instances=entries, front_door=door)

@@ -123,25 +123,6 @@ def vllm_ascend(prefill_servers, decode_servers, a3=False):
             **lists, "status": "completed"}
 
 
-def mindie_global(coordinators, controllers, server_groups, a3=False):
-    """MindIE's global rank table: group "0" the coordinator(s), "1" the controller, "2" and up one group
-    per server instance, each device with device_logical_id and rank_id (its controller requires both)."""
-    groups = [
-        {"group_id": "0", "server_count": str(len(coordinators)),
-         "server_list": [{"server_id": a, "server_ip": a} for a in coordinators]},
-        {"group_id": "1", "server_count": str(len(controllers)),
-         "server_list": [{"server_id": a, "server_ip": a} for a in controllers]},
-    ]
-    for i, servers in enumerate(server_groups, start=2):
-        server_list = [{"server_id": e["server_id"], "server_ip": e["server_id"], "device": e["device"]}
-                       for e in _ranked(servers, a3, logical=True)]
-        group = {"group_id": str(i), "server_count": str(len(servers)), "server_list": server_list}
-        if a3:
-            group["super_pod_list"] = _super_pods(servers)
-        groups.append(group)
-    return {"version": "1.2" if a3 else "1.0", "status": "completed", "server_group_list": groups}
-
-
 def check(table, expected_devices=None, what="rank table"):
     """Raise RankTableError unless: status completed, device IPs unique, rank ids contiguous from 0 within
     each server list group, and (when given) the device count of each group equals the plan's."""
@@ -212,18 +193,64 @@ def _server(host, address, devices, facts):
     return {"server_id": address, "devices": [by_logical[d] for d in devices]}
 
 
+def _filled(skeleton, servers, a3):
+    """A MindIE table of the plan (device IPs null) with each device's IP (and SDID, super pods on A3) from
+    its host's facts; servers: {address: _server(...)}."""
+    table = json.loads(json.dumps(skeleton))
+    lists = [g for g in table.get("server_group_list", []) if int(g["group_id"]) >= 2] or [table]
+    for group in lists:
+        for entry in group["server_list"]:
+            for device, fact in zip(entry["device"], servers[entry["server_id"]]["devices"]):
+                device["device_ip"] = str(fact["device_ip"])
+                if a3:
+                    device["super_device_id"] = str(fact["super_device_id"])
+        if a3:
+            group["super_pod_list"] = _super_pods([servers[e["server_id"]] for e in group["server_list"]])
+    return table
+
+
+def mindie_files(plan, facts):
+    """{host: [(path, text, owner)]}: MindIE's global rank table on the Controller's host and each multi-host
+    Server instance's HCCL table on its hosts, owned by the user MindIE runs as (it checks the owner)."""
+    instances = [i for i in plan["instances"] if i["kind"] == "mindie_server" and i["members"]]
+    if not instances:
+        return {}
+    a3 = plan["hosts"][instances[0]["master"]]["accelerator"] == "ascend_a3"
+    servers = {m["address"]: _server(m["host"], m["address"], m["devices"], facts) for i in instances for m in i["members"]}
+    # device IPs are unique over the cluster; rank ids run from 0 within each instance
+    ranked = {i["name"]: [dict(server_id=m["address"], device=[dict(d, rank_id=str(r)) for r, d in zip(
+        m["rank_ids"], servers[m["address"]]["devices"])]) for m in i["members"]] for i in instances}
+    for name, server_list in ranked.items():
+        check({"status": "completed", "server_list": server_list}, what="MindIE %s" % name)
+    check({"status": "completed", "server_group_list": [{"group_id": name, "server_list": [
+        dict(s, device=[{k: v for k, v in d.items() if k != "rank_id"} for d in s["device"]]) for s in server_list]}
+        for name, server_list in ranked.items()]}, what="MindIE global rank table")
+    files = {}
+    (controller,) = [m for i in plan["instances"] if i["kind"] == "mindie_controller" for m in i["members"]]
+    table = _filled(controller["rank_table"], servers, a3)
+    files.setdefault(controller["host"], []).append((controller["rank_table_path"], json.dumps(table, indent=2),
+                                                     controller["user"]))
+    for inst in instances:
+        if inst.get("hccl_rank_table"):
+            text = json.dumps(_filled(inst["hccl_rank_table"], servers, a3), indent=2)
+            for m in inst["members"]:
+                files.setdefault(m["host"], []).append(("%s/hccl_rank_table.json" % m["host_dir"], text, m["user"]))
+    return files
+
+
 def plan_files(plan, facts):
-    """{host: [(path, text)]}: the rank tables every Ascend engine host of the plan reads.
+    """{host: [(path, text[, owner])]}: the rank tables every Ascend engine host of the plan reads.
 
     Per host, omni-infer's local table of its devices; per instance over several hosts, the merged table;
     the global table of every prefill instance and the decode instance; per instance, the HCCL table.
     Each table is built and checked once. Raises RankTableError naming the host when facts and plan
     disagree or a table fails its checks.
     """
+    files = mindie_files(plan, facts)
     instances = [i for i in plan["instances"] if i["kind"] in ("vllm_prefill", "vllm_decode")
                  and plan["hosts"][i["master"]]["accelerator"] in ASCEND]
     if not instances:
-        return {}
+        return files
     a3 = plan["hosts"][instances[0]["master"]]["accelerator"] == "ascend_a3"
     folder = instances[0]["members"][0]["env"]["GLOBAL_RANK_TABLE_FILE_PATH"].rsplit("/", 1)[0]
     tables, paths_of, servers_of = {}, {}, {}   # path -> table; host -> its paths; instance -> its servers
@@ -261,7 +288,9 @@ def plan_files(plan, facts):
             check(table, what="%s (%s)" % (path.rsplit("/", 1)[-1], ", ".join(
                 h for h, paths in sorted(paths_of.items()) if path in paths)))
         texts[path] = dumps(table)
-    return {host: [(path, texts[path]) for path in paths + [whole]] for host, paths in paths_of.items()}
+    for host, paths in paths_of.items():
+        files.setdefault(host, []).extend((path, texts[path]) for path in paths + [whole])
+    return files
 
 
 def _local_path(folder, address, devices):

@@ -145,8 +145,8 @@ def check_contract(plan):
         assert inst["master"] in inst["hosts"]
         assert inst["endpoints"], inst["name"]
         for url in inst["endpoints"]:
-            assert url.startswith("http://"), url
-            addr, port = url[len("http://"):].rsplit(":", 1)
+            assert url.startswith(("http://", "https://")), url
+            addr, port = url.split("://", 1)[1].rsplit(":", 1)
             assert by_machine.get((addr, int(port)), (None, {}))[1].get("instance") == inst["name"], url
             endpoints.add(url)
         # members are containers, or systemd units (a Ray node with runtime service): several may share a host,
@@ -178,8 +178,8 @@ def check_contract(plan):
     for door in doors:
         assert isinstance(door["kind"], str) and door["kind"]
         assert door["host"] in plan["hosts"]
-        addr, port = door["url"][len("http://"):].rsplit(":", 1)
-        assert door["url"].startswith("http://") and addr == plan["hosts"][door["host"]]["address"]
+        addr, port = door["url"].split("://", 1)[1].rsplit(":", 1)
+        assert door["url"].startswith(("http://", "https://")) and addr == plan["hosts"][door["host"]]["address"]
         assert by_machine[(addr, int(port))][0] == door["host"]
         assert door["backends"] and all(door["backends"].values())
         if door["kind"] == "vllm-router":

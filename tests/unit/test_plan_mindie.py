@@ -74,9 +74,9 @@ def test_colocated_controller_and_coordinator_move_apart_and_read_each_other():
         "1035", "1036", "1047", "1038", "1039")
     assert (ctl["config"]["mindie_ms_coordinator_port"], ctl["config"]["mindie_ms_coordinator_external_port"]) == (1036, 1038)
     assert ctl["config"]["controller_alarm_port"] == 1047
-    assert ctl["health"]["startup"] == "http://10.0.0.10:1046/v1/startup"
-    assert coord["health"] == {"startup": "http://10.0.0.10:1039/v1/startup", "readiness": "http://10.0.0.10:1039/v1/readiness",
-                               "liveness": "http://10.0.0.10:1039/v1/health"}
+    assert ctl["health"]["startup"] == "https://10.0.0.10:1046/v1/startup"
+    assert coord["health"] == {"startup": "https://10.0.0.10:1039/v1/startup", "readiness": "https://10.0.0.10:1039/v1/readiness",
+                               "liveness": "https://10.0.0.10:1039/v1/health"}
     ports = [l["port"] for l in plan["hosts"]["ms"]["listeners"]]
     assert sorted(ports) == [1035, 1036, 1038, 1039, 1046, 1047]
 
@@ -90,7 +90,7 @@ def test_all_three_on_a_server_host_get_separate_blocks():
         ("mindie-controller-alarm", 1047)}
     # a Server alone on its machine keeps MindIE's defaults
     assert member(plan, "mindie-server-s1")["ports"]["port"] == 1025
-    assert plan["front_door"]["url"] == "http://10.0.0.10:1035"
+    assert plan["front_door"]["url"] == "https://10.0.0.10:1035"
 
 
 def test_adding_a_server_moves_no_port():
@@ -108,7 +108,7 @@ def test_pinned_ports_are_kept_and_every_reader_follows():
     plan = plan_of(groups, hv)
     s0, ctl, coord = member(plan, "mindie-server-s0"), member(plan, "mindie-controller"), member(plan, "mindie-coordinator")
     assert s0["config"]["ServerConfig"]["port"] == 2025
-    assert s0["health"]["readiness"] == "http://10.0.0.11:2026/v2/health/ready"
+    assert s0["health"]["readiness"] == "https://10.0.0.11:2026/v2/health/ready"
     entry = ctl["rank_table"]["server_group_list"][2]["server_list"][0]
     assert (entry["predict_port"], entry["mgmt_port"]) == ("2025", "2026")
     assert ctl["config"]["mindie_server_port"] == 2025     # the first Server's ports are the Controller's defaults
@@ -116,8 +116,8 @@ def test_pinned_ports_are_kept_and_every_reader_follows():
     assert coord["config"]["http_config"]["alarm_port"] == "3000"
     assert coord["ports"]["predict_port"] == 8080          # pinned: not moved although co-located
     assert coord["ports"]["manage_port"] == 1036           # the rest still moves
-    assert plan["front_door"]["url"] == "http://10.0.0.10:8080"
-    assert instance(plan, "mindie-server-s0")["endpoints"] == ["http://10.0.0.11:2025"]
+    assert plan["front_door"]["url"] == "https://10.0.0.10:8080"
+    assert instance(plan, "mindie-server-s0")["endpoints"] == ["https://10.0.0.11:2025"]
 
 
 def test_server_config_and_rank_table_values():
@@ -174,7 +174,7 @@ def test_multi_host_server_instances():
     hccl = servers[0]["hccl_rank_table"]
     assert hccl["server_count"] == "2" and hccl["server_list"][1]["device"][0] == {"device_id": "0", "device_ip": None,
                                                                                    "rank_id": "4"}
-    assert servers[0]["endpoints"] == ["http://10.0.0.10:1025"]    # the master serves the API
+    assert servers[0]["endpoints"] == ["https://10.0.0.10:1025"]    # the master serves the API
     ctl = member(plan, "mindie-controller")
     groups_ = ctl["rank_table"]["server_group_list"]
     assert [(g["group_id"], g["server_count"]) for g in groups_[2:]] == [("2", "2"), ("3", "2")]
@@ -186,9 +186,9 @@ def test_front_door_is_the_coordinator():
     assert plan["front_door"] == plan["front_doors"][0]
     door = plan["front_door"]
     assert door["kind"] == "mindie-coordinator" and door["host"] == "ms"
-    assert door["url"] == "http://10.0.0.10:1035"
-    assert door["backends"] == {"server": ["http://10.0.0.11:1025", "http://10.0.0.12:1025"]}
-    assert door["health_url"] == "http://10.0.0.10:1039/v1/readiness"
+    assert door["url"] == "https://10.0.0.10:1035"
+    assert door["backends"] == {"server": ["https://10.0.0.11:1025", "https://10.0.0.12:1025"]}
+    assert door["health_url"] == "https://10.0.0.10:1039/v1/readiness"
     assert member(plan, "mindie-coordinator")["argv"] == ["mindie_motor_coordinator", "10.0.0.10", "10.0.0.10"]
 
 
@@ -211,9 +211,65 @@ def test_the_mindie_example_plans_without_problems():
             hostvars.setdefault(host, dict(common)).update(hv or {})
     plan = plan_of(groups, hostvars)
     assert [i["kind"] for i in plan["instances"]] == ["mindie_server", "mindie_server", "mindie_controller", "mindie_coordinator"]
-    assert plan["front_door"]["url"] == "http://10.2.0.10:1035"      # co-located: the Coordinator moved by 10
+    assert plan["front_door"]["url"] == "https://10.2.0.10:1035"      # co-located: the Coordinator moved by 10
     assert member(plan, "mindie-controller")["ports"] == {"port": 1046, "alarm_port": 1047}
     assert member(plan, "mindie-server-a3-0")["config"]["BackendConfig"]["npuDeviceIds"] == [list(range(16))]
+
+
+def test_tls_is_on_by_default_with_the_hosts_certificate_in_every_file():
+    plan = plan_of(*layout())
+    s0, ctl, coord = member(plan, "mindie-server-s0"), member(plan, "mindie-controller"), member(plan, "mindie-coordinator")
+    server = s0["config"]["ServerConfig"]
+    assert server["httpsEnabled"] is True and server["interCommTLSEnabled"] is True
+    # a Server reads its TLS files relative to its home, where the role mounts the host's tls folder
+    assert (server["tlsCaPath"], server["tlsCaFile"], server["tlsCert"], server["tlsPk"]) == (
+        "security/llmserve/", ["ca.pem"], "security/llmserve/cert.pem", "security/llmserve/key.pem")
+    assert server["managementTlsCert"] == server["metricsTlsCert"] == server["interCommTlsCert"] == server["tlsCert"]
+    assert server["interCommPk"] == server["tlsPk"]
+    assert "/etc/llmserve/mindie/tls:/usr/local/lib/python3.11/site-packages/mindie_llm/security/llmserve:ro" in s0["volumes"]
+    items = ctl["config"]["tls_config"]
+    assert all(items["%s_tls_enable" % n] is True for n in ("request_server", "request_coordinator", "http_server", "alarm"))
+    assert items["request_server_tls_items"] == {"ca_cert": "/llmserve/mindie/tls/ca.pem", "tls_cert": "/llmserve/mindie/tls/cert.pem",
+                                                 "tls_key": "/llmserve/mindie/tls/key.pem", "tls_passwd": "", "tls_crl": ""}
+    assert coord["config"]["tls_config"]["mindie_mangment_tls_enable"] is True
+    assert s0["tls"] == {"dir": "/etc/llmserve/mindie/tls", "ca": "/etc/llmserve/mindie/tls/ca.pem",
+                         "cert": "/etc/llmserve/mindie/tls/cert.pem", "key": "/etc/llmserve/mindie/tls/key.pem",
+                         "address": "10.0.0.11"}
+    assert s0["health_url"] == "https://10.0.0.11:1026/v2/health/ready" and coord["health_url"].startswith("https://")
+    # each component's own file and the probes' http_client_ctl.json, merged over the image's shipped files
+    assert [(f["path"], f["shipped"]) for f in s0["files"]] == [
+        ("/etc/llmserve/mindie/config.json", "/usr/local/lib/python3.11/site-packages/mindie_llm/conf/config.json"),
+        ("/etc/llmserve/mindie/http_client_ctl.json", "/usr/local/lib/python3.11/site-packages/mindie_motor/conf/http_client_ctl.json")]
+    assert s0["files"][0]["config"] == s0["config"] and s0["files"][1]["config"]["tls_enable"] is True
+    assert ctl["files"][0]["path"] == "/etc/llmserve/mindie/ms_controller.json" and ctl["rank_table_path"] == "/etc/llmserve/mindie/global_rank_table.json"
+    assert s0["user"] == ctl["user"] == "1001:1001" and ctl["working_dir"] == "/usr/local/lib/python3.11/site-packages/mindie_motor"
+    assert s0["env"]["MINDIE_UTILS_HTTP_CLIENT_CTL_CONFIG_FILE_PATH"] == "/llmserve/mindie/http_client_ctl.json"
+    # the Server gets its NPUs and the driver's files, the Controller none
+    assert s0["device_nodes"][0] == "/dev/davinci0:/dev/davinci0:rwm" and ctl.get("device_nodes") is None
+    assert "/etc/hccn.conf:/etc/hccn.conf:ro" in s0["volumes"] and ctl["log_options"] == {"max-size": "100m", "max-file": "3"}
+
+
+def test_tls_off_and_legacy_binaries():
+    groups, hv = layout(**{h: {"llmserve_mindie_tls": False, "llmserve_mindie_binaries": "legacy", "llmserve_mindie_user": None}
+                           for h in ("s0", "s1", "ms")})
+    plan = plan_of(groups, hv)
+    s0, ctl, coord = member(plan, "mindie-server-s0"), member(plan, "mindie-controller"), member(plan, "mindie-coordinator")
+    assert s0["argv"] == ["mindieservice_daemon"] and s0["env"]["MIES_CONFIG_JSON_PATH"] == "/llmserve/mindie/config.json"
+    assert s0["files"][0]["shipped"] == "/usr/local/Ascend/mindie/latest/mindie-service/conf/config.json"
+    assert ctl["argv"] == ["ms_controller"]
+    assert coord["argv"] == ["ms_coordinator", "10.0.0.10", "1035", "10.0.0.10", "1036"]
+    assert s0["config"]["ServerConfig"]["httpsEnabled"] is False and "tlsCert" not in s0["config"]["ServerConfig"]
+    assert ctl["config"]["tls_config"]["request_server_tls_enable"] is False and s0["tls"] is None
+    assert s0["health_url"].startswith("http://") and s0["user"] is None
+    assert not any("security" in v for v in s0["volumes"])
+
+
+def test_heterogeneous_servers_name_their_hardware():
+    groups, hv = layout(s0={"llmserve_mindie_hardware_type": "800I A2(32G)"}, s1={"llmserve_mindie_hardware_type": "800I A2(64G)"})
+    ctl = member(plan_of(groups, hv), "mindie-controller")
+    assert ctl["config"]["is_heterogeneous"] is True
+    entries = ctl["rank_table"]["server_group_list"][2]["server_list"]
+    assert [e["hardware_type"] for e in entries] == ["800I A2(32G)", "800I A2(64G)"]
 
 
 # ---------------------------------------------------------------- bad inventories
@@ -337,3 +393,16 @@ def test_every_problem_is_reported_at_once():
     found = problems(groups, hv)
     assert len(found) >= 3
     assert found[0].startswith("s0: llmserve_devices: device 8 does not exist")
+
+
+@pytest.mark.parametrize("hostvars, expected", [
+    (dict(ms={"llmserve_mindie_binaries": "v2"}), "ms: llmserve_mindie_binaries: 'v2' is not one of current, legacy"),
+    (dict(s1={"llmserve_mindie_tls": False}), "s1: llmserve_mindie_tls: False differs from True on ms; the components "
+                                              "talk to each other, so TLS is on for all or none"),
+    (dict(ms={"llmserve_mindie_user": "mindie"}), "ms: llmserve_mindie_user: 'mindie' is not UID:GID in numbers"),
+    (dict(s0={"llmserve_mindie_hardware_type": "800I A3"}), "s0: llmserve_mindie_hardware_type: '800I A3' is not one MindIE knows"),
+    (dict(s0={"llmserve_mindie_hardware_type": "800I A2(64G)"}), "s1: llmserve_mindie_hardware_type: is not set, but s0 sets it"),
+])
+def test_cluster_setting_problems(hostvars, expected):
+    found = problems(*layout(**hostvars))
+    assert any(p.startswith(expected) for p in found), found

@@ -79,18 +79,6 @@ def test_hccl_v12_on_a3_has_super_devices_and_super_pods():
                                                                            {"server_id": "10.0.0.2"}]}]
 
 
-def test_mindie_global_groups_and_logical_ids():
-    dummy, servers, dummy = case("omni_a2_2p1d")
-    table = rt.mindie_global(["10.0.0.9"], ["10.0.0.9"], [[servers["10.0.0.1"]], [servers["10.0.0.3"], servers["10.0.0.4"]]])
-    groups = table["server_group_list"]
-    assert [g["group_id"] for g in groups] == ["0", "1", "2", "3"]
-    assert groups[0]["server_list"] == [{"server_id": "10.0.0.9", "server_ip": "10.0.0.9"}]
-    assert "device" not in groups[1]["server_list"][0]
-    dev = groups[3]["server_list"][1]["device"][7]
-    assert dev == {"device_id": "7", "device_ip": "192.168.4.17", "device_logical_id": "7", "rank_id": "15"}
-    rt.check(table, expected_devices=[0, 0, 8, 16])
-
-
 @pytest.mark.parametrize("mutate,message", [
     (lambda t: t.update(status="initializing"), "status is 'initializing'"),
     (lambda t: t["server_list"][1]["device"][0].update(device_ip="192.168.3.10"), "device IP 192.168.3.10 is on 10.0.0.3"),
@@ -186,3 +174,56 @@ def test_the_stage_writes_vllm_ascends_table_for_its_llmdatadist_connector_on_ev
     table["decode_device_list"][1]["device_ip"] = table["prefill_device_list"][10]["device_ip"]
     with pytest.raises(rt.RankTableError, match="device IP 29.0.11.2 is on 10.1.0.11 device 2 and on 10.1.0.12 device 1"):
         rt.check(table)
+
+
+# ---------------------------------------------------------------- MindIE's tables, from plan and facts
+
+def mindie_plan(accelerator="ascend_a2", instance=None):
+    from plan_inventories import plan_of
+    hv = {h: dict(llmserve_accelerator=accelerator, llmserve_devices="0-3", llmserve_image="m:1", llmserve_model="/m",
+                  ansible_host="10.0.0.%d" % i) for i, h in enumerate(("s0", "s1", "s2", "s3"), 1)}
+    hv["ms"] = dict(llmserve_accelerator="cpu", llmserve_image="m:1", ansible_host="10.0.0.9")
+    if instance:
+        for host, name in instance.items():
+            hv[host]["llmserve_instance"] = name
+    return plan_of({"mindie_server": ["s0", "s1", "s2", "s3"], "mindie_controller": ["ms"], "mindie_coordinator": ["ms"]}, hv)
+
+
+def test_mindie_global_table_on_the_controller_host_owned_by_mindies_user():
+    plan = mindie_plan()
+    files = rt.plan_files(plan, facts_for(plan))
+    assert sorted(files) == ["ms"]
+    ((path, text, owner),) = files["ms"]
+    assert path == "/etc/llmserve/mindie/global_rank_table.json" and owner == "1001:1001"
+    table = json.loads(text)
+    groups = table["server_group_list"]
+    assert [(g["group_id"], g["server_count"]) for g in groups] == [("0", "1"), ("1", "1"), ("2", "4")]
+    s1 = groups[2]["server_list"][1]
+    assert (s1["server_id"], s1["predict_port"], s1["mgmt_port"]) == ("10.0.0.2", "1025", "1026")
+    # one single-host instance per server: ranks 0..3 in each, the host's device IPs
+    assert s1["device"][3] == {"device_id": "3", "device_ip": "29.0.2.3", "device_logical_id": "3", "rank_id": "3"}
+    assert table["version"] == "1.0" and table["status"] == "completed"
+
+
+def test_mindie_on_a3_with_two_host_instances_writes_super_pods_and_hccl_tables():
+    plan = mindie_plan("ascend_a3", instance=dict(s0="a", s1="a", s2="b", s3="b"))
+    files = rt.plan_files(plan, facts_for(plan))
+    assert sorted(files) == ["ms", "s0", "s1", "s2", "s3"]
+    table = json.loads(files["ms"][0][1])
+    group = table["server_group_list"][2]
+    assert group["super_pod_list"] == [{"super_pod_id": "0", "server_list": [{"server_id": "10.0.0.1"}, {"server_id": "10.0.0.2"}]}]
+    assert group["server_list"][1]["device"][0]["super_device_id"] == "2000"
+    assert group["server_list"][1]["device"][0]["rank_id"] == "4"       # ranks run over the instance's hosts
+    ((path, text, owner),) = files["s2"]
+    hccl = json.loads(text)
+    assert path == "/etc/llmserve/mindie/hccl_rank_table.json" and hccl["version"] == "1.2"
+    assert [s["server_id"] for s in hccl["server_list"]] == ["10.0.0.3", "10.0.0.4"]
+    assert hccl["server_list"][1]["device"][3]["device_ip"] == "29.0.4.3" and files["s3"][0][1] == text
+
+
+def test_mindie_refuses_a_device_ip_two_hosts_report():
+    plan = mindie_plan()
+    facts = facts_for(plan)
+    facts["s3"]["devices"][0]["device_ip"] = "29.0.1.0"
+    with pytest.raises(rt.RankTableError, match="device IP 29.0.1.0 is on 10.0.0.1 device 0 and on 10.0.0.4 device 0"):
+        rt.plan_files(plan, facts)
