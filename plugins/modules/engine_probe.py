@@ -16,16 +16,8 @@ description:
   - Never changes anything on the server.
 author:
   - llmserve.cluster maintainers (@llmserve)
-attributes:
-  check_mode:
-    support: full
-    description: The probe only reads, so it runs unchanged in check mode.
-  diff_mode:
-    support: none
-    description: Nothing is changed, so there is no diff.
-  idempotent:
-    support: full
-    description: The probe never changes the server.
+extends_documentation_fragment:
+  - llmserve.cluster.read_only
 options:
   url:
     description: Base URL of the server, for example V(http://10.0.0.11:8000).

@@ -22,16 +22,9 @@ description:
   - Only runs read-only queries, so it is safe in check mode.
 author:
   - llmserve.cluster maintainers (@llmserve)
+extends_documentation_fragment:
+  - llmserve.cluster.read_only
 attributes:
-  check_mode:
-    support: full
-    description: Only read-only queries are run, so check mode gathers the same facts.
-  diff_mode:
-    support: none
-    description: Nothing is changed, so there is no diff.
-  idempotent:
-    support: full
-    description: The module never changes the host.
   facts:
     support: full
     description: Returns the fact C(llmserve_npu).

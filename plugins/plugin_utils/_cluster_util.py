@@ -159,6 +159,13 @@ def ascend_devices(inv, host, numbers):
     return ["%s:%s:rwm" % (n, n) for n in nodes], [str(v) for v in inv.get(host, "llmserve_ascend_mounts") or []]
 
 
+def device_requests(inv, host, numbers):
+    """Docker's request for the NVIDIA GPUs a container uses (none on other accelerators or without devices)."""
+    if inv.get(host, "llmserve_accelerator") != "nvidia" or not numbers:
+        return []
+    return [{"driver": "nvidia", "device_ids": [str(n) for n in numbers], "capabilities": [["gpu"]]}]
+
+
 def log_options(inv, host):
     """Docker's json-file rotation for every container of the plan (no daemon restart needed)."""
     return {"max-size": str(inv.get(host, "llmserve_docker_log_max_size")),

@@ -59,7 +59,8 @@ from __future__ import annotations
 
 import json
 
-from ._cluster_util import ascend_devices, boolean, claim_range, is_set, log_options, mapping, not_in_both, one_value, port, port_range, secret, strings, url
+from ._cluster_util import (ascend_devices, boolean, claim_range, device_requests, is_set, log_options, mapping, not_in_both,
+                            one_value, port, port_range, secret, strings, url)
 from ._planner import DEVICE_ENV
 
 GROUPS = ("ray_head", "ray_worker")
@@ -237,6 +238,7 @@ def _member(inv, ports, host, head, ctx):
     argv += flags
     if member["runtime"] == "container":
         member["device_nodes"], mounts = ascend_devices(inv, host, ctx["devices"][host])
+        member["device_requests"] = device_requests(inv, host, ctx["devices"][host])
         volumes += mounts
     store = inv.get(host, "llmserve_ray_object_store_dir")
     if store:
@@ -293,7 +295,7 @@ def _vllm_member(inv, head, member, vllm_env):
     volumes = ["%s:/tmp/ray" % member["temp_dir"]] + [v for v in member["volumes"] if v.endswith(":ro")]
     return dict(host=head, address=member["address"], container="llmserve-ray-vllm", image=member["image"],
                 argv=member["serve_argv"], env=env, secret_env={}, files=[], volumes=volumes, devices=[],
-                device_nodes=member["device_nodes"],
+                device_nodes=member["device_nodes"], device_requests=[],
                 env_file="%s/llmserve-ray-vllm.env" % inv.get(head, "llmserve_config_dir"),
                 ipc_mode="container:" + member["container"], pid_mode="container:" + member["container"],
                 port=member["port"], headless=False, health_url=url(member["address"], member["port"], "/health"),

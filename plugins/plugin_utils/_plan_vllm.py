@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 
-from ._cluster_util import ascend_devices, boolean, log_options
+from ._cluster_util import ascend_devices, boolean, device_requests, log_options
 from ._planner import DEVICE_ENV
 from ._ranktable import ASCEND, member_paths, table_dir, vllm_ascend_path
 
@@ -504,7 +504,8 @@ def _processes(inv, inst, instances, door_host):
             folder = table_dir(config_dir)
             volumes.append("%s:%s:ro" % (folder, folder))
         member.update(container=container, image=inv.get(inst.master, "llmserve_image"), volumes=volumes,
-                      argv=argv, files=files, env_file="%s/%s.env" % (config_dir, container), device_nodes=devices, log_options=log_options(inv, host),
+                      argv=argv, files=files, env_file="%s/%s.env" % (config_dir, container), device_nodes=devices,
+                      device_requests=device_requests(inv, host, member["devices"]), log_options=log_options(inv, host),
                       dp_start_rank=0 if inst.layout == TP_NODES else start)
         member["env"] = _engine_env(inv, inst, member, instances)
         # a replica checks the front door's key itself (nginx passes Authorization on); vllm-router sends

@@ -217,8 +217,10 @@ def test_ray_ascend_containers_get_the_device_nodes_and_driver_mounts_and_vllm_t
     assert len(worker["device_nodes"]) == 8 + 3 and worker["device_nodes"][-1] == "/dev/hisi_hdc:/dev/hisi_hdc:rwm"
     assert "/usr/local/Ascend/driver:/usr/local/Ascend/driver:ro" in worker["volumes"]
     assert vm["device_nodes"] == head["device_nodes"] and "/etc/hccn.conf:/etc/hccn.conf:ro" in vm["volumes"]
+    assert head["device_requests"] == []
     plan = plan_of(*ray(1))   # NVIDIA: devices by device request, no nodes
     assert the(plan, "ray-head")["members"][0]["device_nodes"] == []
+    assert the(plan, "ray-worker")["members"][0]["device_requests"][0]["device_ids"] == [str(n) for n in range(8)]
 
 
 RAY_BAD = {

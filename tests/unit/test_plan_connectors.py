@@ -201,6 +201,15 @@ def test_nvidia_members_get_no_device_nodes_nor_ascend_mounts_nor_hccl():
         m = inst["members"][0]
         assert m["device_nodes"] == [] and m["volumes"] == []
         assert not [k for k in m["env"] if k.startswith("HCCL_")]
+        # Docker's request for exactly the member's GPUs
+        assert m["device_requests"] == [{"driver": "nvidia", "device_ids": [str(d) for d in m["devices"]],
+                                         "capabilities": [["gpu"]]}] and m["devices"]
+
+
+def test_ascend_and_cpu_members_request_no_gpu():
+    for accelerator in ("ascend_a2", "cpu"):
+        plan = good(*native(["p0"], ["d0"], common=dict(llmserve_accelerator=accelerator)))
+        assert all(m["device_requests"] == [] for i in plan["instances"] for m in i["members"])
 
 
 @pytest.mark.parametrize("accelerator,names", [
