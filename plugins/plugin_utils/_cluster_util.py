@@ -172,6 +172,6 @@ def log_options(inv, host):
             "max-file": str(inv.integer(host, "llmserve_docker_log_max_file", 1))}
 
 
-def url(address, number, path=""):
+def url(address, number, path="", tls=False):
     host = "[%s]" % address if ":" in address else address
-    return "http://%s:%d%s" % (host, number, path)
+    return "%s://%s:%d%s" % ("https" if tls else "http", host, number, path)

@@ -58,7 +58,7 @@ from __future__ import annotations
 import posixpath
 import re
 
-from ._cluster_util import ascend_devices, boolean, log_options, one_value, strings
+from ._cluster_util import ascend_devices, boolean, log_options, one_value, strings, url
 from ._planner import MAX_PORT
 
 GROUPS = ("mindie_server", "mindie_controller", "mindie_coordinator")
@@ -329,10 +329,6 @@ def _check_alarm(inv, controller, coordinator):
 
 # ---------------------------------------------------------------- members
 
-def _url(address, port, path="", tls=False):
-    return "%s://%s:%d%s" % ("https" if tls else "http", address, port, path)
-
-
 def _settings(inv, hosts, lead):
     """What every MindIE container of the cluster shares, read on the Controller's host."""
     for name, why in (("llmserve_mindie_binaries", "one MindIE generation runs the cluster"),
@@ -448,7 +444,7 @@ def _server_members(inv, comp, accelerator, ctx):
         if multi:
             env.update(RANK_TABLE_FILE=HCCL_RANK_TABLE, MASTER_IP=inv.address(comp.master))
         runtime = _runtime(inv, host, ctx, server=True)
-        ready = _url(address, got["management_port"], "/v2/health/ready", ctx["tls"])
+        ready = url(address, got["management_port"], "/v2/health/ready", ctx["tls"])
         devs = [dict(device_id=str(d), device_ip=None, device_logical_id=str(i), rank_id=str(rank + i))
                 for i, d in enumerate(devices)]
         if accelerator == "ascend_a3":
@@ -545,13 +541,13 @@ def _controller_member(inv, controller, coordinator, servers, accelerator, ctx):
     env = {"GLOBAL_RANK_TABLE_FILE_PATH": GLOBAL_RANK_TABLE, "MINDIE_MS_CONTROLLER_CONFIG_FILE_PATH": CONF[CONTROLLER],
            "POD_IP": address}
     runtime = _runtime(inv, host, ctx)
-    health = _url(address, got["port"], "/v1/health", ctx["tls"])
+    health = url(address, got["port"], "/v1/health", ctx["tls"])
     controller.members.append(dict(
         runtime, host=host, address=address, container="llmserve-%s" % controller.name, role="controller",
         image=inv.get(host, "llmserve_image"), devices=[], port=got["port"], ports=dict(got),
         argv=[BINARIES[ctx["binaries"]][1]], env=_env(inv, host, env), config_file=CONF[CONTROLLER], config=config,
         files=_files(runtime, "ms_controller.json", MOTOR_HOME + "/conf/ms_controller.json", config, ctx),
-        health=dict(startup=_url(address, got["port"], "/v1/startup", ctx["tls"]), readiness=health, liveness=health),
+        health=dict(startup=url(address, got["port"], "/v1/startup", ctx["tls"]), readiness=health, liveness=health),
         health_url=health, rank_table_file=GLOBAL_RANK_TABLE,
         rank_table_path="%s/global_rank_table.json" % runtime["host_dir"],
         rank_table=_rank_table(inv, servers, controller, coordinator, accelerator)))
@@ -572,21 +568,21 @@ def _coordinator_member(inv, coordinator, controller, ctx):
     argv = [binary, address, address] if ctx["binaries"] == "current" else [
         binary, address, str(got["predict_port"]), address, str(got["manage_port"])]
     runtime = _runtime(inv, host, ctx)
-    ready = _url(address, status, "/v1/readiness", ctx["tls"])
+    ready = url(address, status, "/v1/readiness", ctx["tls"])
     coordinator.members.append(dict(
         runtime, host=host, address=address, container="llmserve-%s" % coordinator.name, role="coordinator",
         image=inv.get(host, "llmserve_image"), devices=[], port=got["predict_port"], ports=dict(got), argv=argv,
         env=_env(inv, host, {"MINDIE_MS_COORDINATOR_CONFIG_FILE_PATH": CONF[COORDINATOR]}),
         config_file=CONF[COORDINATOR], config=config,
         files=_files(runtime, "ms_coordinator.json", MOTOR_HOME + "/conf/ms_coordinator.json", config, ctx),
-        health=dict(startup=_url(address, status, "/v1/startup", ctx["tls"]), readiness=ready,
-                    liveness=_url(address, status, "/v1/health", ctx["tls"])), health_url=ready))
+        health=dict(startup=url(address, status, "/v1/startup", ctx["tls"]), readiness=ready,
+                    liveness=url(address, status, "/v1/health", ctx["tls"])), health_url=ready))
 
 
 def _entry(comp, accelerator, tls):
     main = {SERVER: "port", CONTROLLER: "port", COORDINATOR: "predict_port"}[comp.kind]
     entry = dict(name=comp.name, kind=comp.kind, hosts=list(comp.hosts), master=comp.master, members=comp.members,
-                 endpoints=[_url(m["address"], m["ports"][main], "", tls) for m in comp.members[:1]])
+                 endpoints=[url(m["address"], m["ports"][main], "", tls) for m in comp.members[:1]])
     if comp.kind == SERVER:
         entry["world_size"] = comp.world_size
         if len(comp.hosts) > 1 and comp.members:
@@ -618,10 +614,10 @@ def plan(inv, ports):
     if coordinator and coordinator.members:
         member = coordinator.members[0]
         door = dict(kind="mindie-coordinator", host=coordinator.master,
-                    url=_url(member["address"], member["port"], "", ctx["tls"]),
-                    backends={"server": [url for e in entries if e["kind"] == SERVER for url in e["endpoints"]]},
+                    url=url(member["address"], member["port"], "", ctx["tls"]),
+                    backends={"server": [u for e in entries if e["kind"] == SERVER for u in e["endpoints"]]},
                     health_url=member["health"]["readiness"],
-                    metrics_url=_url(member["address"], member["ports"]["external_port"], "/metrics", ctx["tls"]),
+                    metrics_url=url(member["address"], member["ports"]["external_port"], "/metrics", ctx["tls"]),
                     tls=member["tls"], members=[])   # the Coordinator's container, which its instance starts
     elif coordinator:
         door = dict(kind="mindie-coordinator", host=coordinator.master, url=None, backends={"server": []})

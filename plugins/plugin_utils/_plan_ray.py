@@ -13,8 +13,7 @@ Inventory model
   (``Restart=always``). With ``llmserve_ray_pip_packages`` (e.g. ["ray[default]==2.60.0"]) the role makes
   the venv and installs them with pip's own settings from ``llmserve_ray_pip_env`` (PIP_* variables, e.g.
   {PIP_NO_INDEX: "1", PIP_FIND_LINKS: /srv/wheels} on an air-gapped site); without, the venv must already
-  hold Ray. The two kinds mix in one
-  cluster; the Ray/Python check covers both.
+  hold Ray. The two kinds mix in one cluster; the Ray/Python check covers both.
 - every member needs ``llmserve_devices`` (e.g. "0-7"); the head and the workers all give their
   devices to the engine. One container per host (``llmserve-ray-head`` / ``llmserve-ray-worker``),
   host networking, ``ray start ... --block`` as its command (restart it on failure: it exits when GCS

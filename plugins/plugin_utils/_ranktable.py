@@ -26,23 +26,20 @@ class RankTableError(Exception):
     """What is wrong with a table, for a person."""
 
 
-def _device(dev, rank, a3, logical=False):
-    entry = {"device_id": str(dev["device_id"]), "device_ip": str(dev["device_ip"])}
-    if logical:
-        entry["device_logical_id"] = str(dev["logical_id"])
-    entry["rank_id"] = str(rank)
+def _device(dev, rank, a3):
+    entry = {"device_id": str(dev["device_id"]), "device_ip": str(dev["device_ip"]), "rank_id": str(rank)}
     if a3:
         entry["super_device_id"] = str(dev["super_device_id"])
     return entry
 
 
-def _ranked(servers, a3, logical=False, start=0):
+def _ranked(servers, a3):
     """server_list entries with rank ids running over the servers in order, then cards."""
-    rank, out = start, []
+    rank, out = 0, []
     for server in servers:
         devices = []
         for dev in server["devices"]:
-            devices.append(_device(dev, rank, a3, logical))
+            devices.append(_device(dev, rank, a3))
             rank += 1
         out.append({"server_id": server["server_id"], "device": devices})
     return out
@@ -217,19 +214,17 @@ def mindie_files(plan, facts):
         return {}
     a3 = plan["hosts"][instances[0]["master"]]["accelerator"] == "ascend_a3"
     servers = {m["address"]: _server(m["host"], m["address"], m["devices"], facts) for i in instances for m in i["members"]}
-    # device IPs are unique over the cluster; rank ids run from 0 within each instance
-    ranked = {i["name"]: [dict(server_id=m["address"], device=[dict(d, rank_id=str(r)) for r, d in zip(
-        m["rank_ids"], servers[m["address"]]["devices"])]) for m in i["members"]] for i in instances}
-    for name, server_list in ranked.items():
-        check({"status": "completed", "server_list": server_list}, what="MindIE %s" % name)
-    check({"status": "completed", "server_group_list": [{"group_id": name, "server_list": [
-        dict(s, device=[{k: v for k, v in d.items() if k != "rank_id"} for d in s["device"]]) for s in server_list]}
-        for name, server_list in ranked.items()]}, what="MindIE global rank table")
-    files = {}
     (controller,) = [m for i in plan["instances"] if i["kind"] == "mindie_controller" for m in i["members"]]
     table = _filled(controller["rank_table"], servers, a3)
-    files.setdefault(controller["host"], []).append((controller["rank_table_path"], json.dumps(table, indent=2),
-                                                     controller["user"]))
+    entries = {e["server_id"]: e for g in table["server_group_list"][2:] for e in g["server_list"]}
+    # rank ids run from 0 within each instance (a group may hold several); device IPs are unique over the cluster
+    for inst in instances:
+        check({"status": "completed", "server_list": [entries[m["address"]] for m in inst["members"]]},
+              what="MindIE %s" % inst["name"])
+    check({"status": "completed", "server_list": [dict(e, device=[{k: v for k, v in d.items() if k != "rank_id"}
+                                                                  for d in e["device"]]) for e in entries.values()]},
+          what="MindIE global rank table")
+    files = {controller["host"]: [(controller["rank_table_path"], json.dumps(table, indent=2), controller["user"])]}
     for inst in instances:
         if inst.get("hccl_rank_table"):
             text = json.dumps(_filled(inst["hccl_rank_table"], servers, a3), indent=2)
