@@ -24,6 +24,7 @@ def example_sources():
 
 
 EXAMPLES = example_sources()
+GOLDEN = REPO / "tests" / "unit" / "golden"
 
 
 def listener_ports(plan, host, service=None):
@@ -414,3 +415,10 @@ def test_plan_playbook_writes_the_contract_for_every_example(example, tmp_path):
     assert "ESTABLISH" not in res.stdout and "UNREACHABLE" not in res.stdout
     if example.endswith("/omni_2p1d"):   # the file is the same plan the Python planner makes from the inventory
         assert plan == plan_of(*omni_2p1d(llmserve_proxy_type="omni-global-proxy"))
+    # golden plans (netbox's golden inventories, for plans): a change of any port, rank, argv or environment
+    # shows as a diff of tests/unit/golden/; LLMSERVE_UPDATE_GOLDEN=1 rewrites them
+    golden = GOLDEN / (Path(example).name.split(".")[0] + ".json")
+    if os.environ.get("LLMSERVE_UPDATE_GOLDEN"):
+        golden.write_text(json.dumps(plan, indent=2, sort_keys=True) + "\n")
+    assert golden.exists(), "no golden plan for %s; run with LLMSERVE_UPDATE_GOLDEN=1 and review it" % example
+    assert plan == json.loads(golden.read_text()), "the plan of %s differs from %s" % (example, golden)
