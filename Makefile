@@ -62,7 +62,7 @@ image-vllm: venv
 image-sim: venv
 	@$(TESTBED) base-image
 	@echo "[images] $(SIM_IMAGE)"
-	@docker build -q -t $(SIM_IMAGE) images/engine-sim >/dev/null
+	@docker build -q -t $(SIM_IMAGE) tests/images/engine-sim >/dev/null
 
 image-router: venv
 	@$(TESTBED) base-image
@@ -78,12 +78,12 @@ image-nginx: venv
 image-mindie: venv
 	@$(TESTBED) base-image
 	@echo "[images] $(MINDIE_IMAGE)"
-	@docker build -q -t $(MINDIE_IMAGE) images/mindie-sim >/dev/null
+	@docker build -q -t $(MINDIE_IMAGE) tests/images/mindie-sim >/dev/null
 
 # ---------------------------------------------------------------- the main job
 demo: testbed collection images
 	@$(TESTBED) push $(VLLM_IMAGE) $(ROUTER_IMAGE)
-	@$(BED_VAULT) ansible-playbook -i .testbed/inventory -i inventories/examples/testbed_2p1d tests/testbed/demo.yml
+	@$(BED_VAULT) ansible-playbook -i .testbed/inventory -i tests/testbed/inventories/testbed_2p1d tests/testbed/demo.yml
 
 # ---------------------------------------------------------------- tests
 test: lint sanity unit integration molecule
@@ -109,7 +109,7 @@ molecule: testbed collection images
 	@echo "[test] molecule scenarios on the test bed"
 	@$(TESTBED) push $(SIM_IMAGE) $(ROUTER_IMAGE) $(VLLM_IMAGE) $(NGINX_IMAGE) $(MINDIE_IMAGE)
 	@# `make demo` leaves its cluster running; the scenarios check that the bed holds nothing of ours after them
-	@$(BED_VAULT) ansible-playbook -i .testbed/inventory -i inventories/examples/testbed_2p1d playbooks/site.yml \
+	@$(BED_VAULT) ansible-playbook -i .testbed/inventory -i tests/testbed/inventories/testbed_2p1d playbooks/site.yml \
 		--tags clean_up >/dev/null
 	@$(BIN)/molecule test --all
 

@@ -6,8 +6,10 @@
 
 For each size: bring the bed to that many hosts, remove the engines and the image from every host,
 then time a cold `site.yml` (split into pull, start and health from each task's own duration) and a
-no-change re-run. Prints the figures and writes bench/results/deploy.json. Goals from the issue:
-4-host cold under 30 s, re-run under 10 s, 16 hosts under 1.5 x the 4-host time. Not a test.
+no-change re-run, and Ansible's own floor on the same hosts (one play running ansible.builtin.ping). For each
+run it counts the module executions per host (task results that were not skipped, from the json callback).
+Prints the figures and writes bench/results/deploy.json. Goals (issue 13): a no-change re-run of a host running
+one engine in at most 6 module executions, and in at most 2.5 x the floor. Not a test.
 """
 import argparse
 import json
@@ -45,18 +47,40 @@ def inventory(tmp, hosts, registry):
         llmserve_accelerator="cpu", llmserve_devices="0", llmserve_model="/models/sim", llmserve_served_model_name="sim",
         llmserve_image="%s/%s" % (registry, SIM), llmserve_proxy_image="%s/%s" % (registry, ROUTER),
         llmserve_kv_connector="NixlConnector", llmserve_vllm_health_delay=1, llmserve_proxy_health_delay=1)))
+    # Ansible's own floor on the same hosts: connect and run one module on each
+    (tmp / "floor.yml").write_text(json.dumps([dict(name="Floor", hosts="all", gather_facts=False, tasks=[
+        dict(name="Ping", **{"ansible.builtin.ping": {}})])]))
     return tmp
 
 
-def site(inv, *args):
+def site(inv, *args, playbook=REPO / "playbooks/site.yml"):
     started = time.perf_counter()
     res = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(REPO / ".testbed/inventory"), "-i", str(inv),
-                          str(REPO / "playbooks/site.yml"), *args], capture_output=True, text=True, cwd=REPO,
+                          str(playbook), *args], capture_output=True, text=True, cwd=REPO,
                          env=dict(ENV, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json"))
     wall = time.perf_counter() - started
     if res.returncode != 0:
-        sys.exit("site.yml failed:\n" + res.stdout[-3000:] + res.stderr[-2000:])
+        sys.exit("%s failed:\n%s%s" % (playbook.name, res.stdout[-3000:], res.stderr[-2000:]))
     return wall, json.loads(res.stdout)
+
+
+def executions(run):
+    """Module executions per host: every task result that was not skipped (ok, changed or failed), loop items
+    counted one each, as each is one execution."""
+    counts = {}
+    for play in run["plays"]:
+        for task in play["tasks"]:
+            for host, result in task["hosts"].items():
+                items = result.get("results") if isinstance(result.get("results"), list) else [result]
+                counts[host] = counts.get(host, 0) + sum(1 for r in items if not r.get("skipped"))
+    return counts
+
+
+def engine_host_executions(run, inv):
+    """The most module executions on a host that runs one engine and nothing else."""
+    engines = [h for h in json.loads((inv / "hosts.yml").read_text())["all"]["children"]["decode"]["hosts"]]
+    counts = executions(run)
+    return max(counts.get(h, 0) for h in engines)
 
 
 def stages(run):
@@ -92,9 +116,14 @@ def measure(hosts):
                             "docker rmi -f %s/%s %s/%s >/dev/null 2>&1 || true" % (registry, SIM, registry, ROUTER)])
         cold, cold_run = site(inv)
         rerun, rerun_run = site(inv)
+        floor, floor_run = site(inv, playbook=Path(tmp) / "floor.yml")
         site(inv, "--tags", "clean_up")
     return dict(hosts=hosts, cold_seconds=round(cold, 2), cold_stages=stages(cold_run), cold_changed=changed(cold_run),
-                rerun_seconds=round(rerun, 2), rerun_changed=changed(rerun_run))
+                cold_executions_engine_host=engine_host_executions(cold_run, inv),
+                rerun_seconds=round(rerun, 2), rerun_changed=changed(rerun_run),
+                rerun_executions_engine_host=engine_host_executions(rerun_run, inv),
+                floor_seconds=round(floor, 2), floor_executions_per_host=max(executions(floor_run).values()),
+                rerun_over_floor=round(rerun / floor, 2), cold_over_floor=round(cold / floor, 2))
 
 
 def main():
@@ -104,9 +133,12 @@ def main():
     results = [measure(n) for n in args.hosts]
     subprocess.run(TESTBED + ["up", "--hosts", "4"], check=True, stdout=subprocess.DEVNULL)
     for r in results:
-        print("%2d hosts: cold %.1f s (%s; changed=%d), re-run %.1f s (changed=%d)" % (
+        print("%2d hosts: cold %.1f s (%s; changed=%d), re-run %.1f s (changed=%d), floor (ping) %.1f s" % (
             r["hosts"], r["cold_seconds"], ", ".join("%s %.1f s" % kv for kv in sorted(r["cold_stages"].items())),
-            r["cold_changed"], r["rerun_seconds"], r["rerun_changed"]))
+            r["cold_changed"], r["rerun_seconds"], r["rerun_changed"], r["floor_seconds"]))
+        print("          module executions on an engine host: cold %d, re-run %d (floor %d); re-run / floor %.2f, "
+              "cold / floor %.2f" % (r["cold_executions_engine_host"], r["rerun_executions_engine_host"],
+                                     r["floor_executions_per_host"], r["rerun_over_floor"], r["cold_over_floor"]))
     if len(results) > 1:
         print("cold %d hosts / %d hosts: %.2f" % (results[-1]["hosts"], results[0]["hosts"],
                                                   results[-1]["cold_seconds"] / results[0]["cold_seconds"]))

@@ -33,7 +33,7 @@ one. ``server_urls``, ``scheduling_mode``, ``coordinator_url``, ``distributed_sc
 ``schedule_lock_timeout`` come from an unmerged pull request (#4358), not from GPUStack: the plan
 refuses them in variables, extra arguments and environment.
 
-Variables (read on the first server unless said otherwise; defaults in DEFAULTS)
+Variables (read on the first server unless said otherwise; defaults in roles/defaults/meta/argument_specs.yml)
 - ``llmserve_gpustack_image`` (required, one for every member: upgrade servers then workers to
   the same version), e.g. gpustack/gpustack:v2.3.0.
 - server ports: ``llmserve_gpustack_port`` (80, UI, API and the OpenAI API through the embedded
@@ -63,32 +63,6 @@ from ._cluster_util import (boolean, claim_range, is_set, mapping, one_value, po
 from ._planner import SECRET_PLACEHOLDER
 
 GROUPS = ("gpustack_server", "gpustack_worker", "gpustack_database", "gpustack_lb")
-DEFAULTS = {
-    "llmserve_gpustack_port": 80,
-    "llmserve_gpustack_api_port": 30080,
-    "llmserve_gpustack_proxy_port": 30079,
-    "llmserve_gpustack_metrics_port": 10161,
-    "llmserve_gpustack_database_port": 5432,
-    "llmserve_gpustack_builtin_observability": True,
-    "llmserve_gpustack_prometheus_port": 19090,
-    "llmserve_gpustack_grafana_port": 13000,
-    "llmserve_gpustack_worker_port": 10150,
-    "llmserve_gpustack_worker_metrics_port": 10151,
-    "llmserve_gpustack_service_ports": "40000-40063",
-    "llmserve_gpustack_ray_ports": "41000-41999",
-    "llmserve_gpustack_data_dir": "/var/lib/gpustack",
-    "llmserve_gpustack_worker_data_dir": "/var/lib/gpustack-worker",
-    "llmserve_gpustack_database_image": "postgres:17",
-    "llmserve_gpustack_database_name": "gpustack",
-    "llmserve_gpustack_database_user": "gpustack",
-    "llmserve_gpustack_database_data_dir": "/var/lib/llmserve-gpustack-postgres",
-    "llmserve_gpustack_lb_image": "haproxy:3.0",
-    "llmserve_gpustack_lb_port": 80,
-    "llmserve_gpustack_distributed_coordinator": False,
-    "llmserve_gpustack_server_extra_args": [],
-    "llmserve_gpustack_worker_extra_args": [],
-    "llmserve_gpustack_env": {},
-}
 # the embedded gateway (Higress/Envoy) of every server listens on these fixed ports (gpustack/utils/s6_services.py)
 GATEWAY_PORTS = (18443, 9876, 15010, 15012, 8888, 15051, 15000, 15021, 15090, 15020)
 # keys of the unmerged multi-server PR #4358/#4379, not of released GPUStack

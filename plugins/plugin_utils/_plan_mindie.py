@@ -59,7 +59,7 @@ import posixpath
 import re
 
 from ._cluster_util import ascend_devices, boolean, log_options, one_value, strings, url
-from ._planner import MAX_PORT
+from ._planner import DEFAULTS, MAX_PORT
 
 GROUPS = ("mindie_server", "mindie_controller", "mindie_coordinator")
 SERVER, CONTROLLER, COORDINATOR = "mindie_server", "mindie_controller", "mindie_coordinator"
@@ -72,7 +72,7 @@ CONF = {SERVER: CONF_DIR + "/config.json", CONTROLLER: CONF_DIR + "/ms_controlle
         COORDINATOR: CONF_DIR + "/ms_coordinator.json"}
 GLOBAL_RANK_TABLE = CONF_DIR + "/global_rank_table.json"
 HCCL_RANK_TABLE = CONF_DIR + "/hccl_rank_table.json"
-# per component: (key in the plan, variable, service name); defaults below
+# per component: (key in the plan, variable, service name); defaults in roles/defaults/meta/argument_specs.yml
 PORTS = {
     SERVER: (("port", "llmserve_mindie_server_port", "mindie-server"),
              ("management_port", "llmserve_mindie_server_management_port", "mindie-server-management"),
@@ -104,30 +104,6 @@ BINARIES = {"current": ("mindie_llm_server", "mindie_motor_controller", "mindie_
             "legacy": ("mindieservice_daemon", "ms_controller", "ms_coordinator")}
 HARDWARE_TYPES = ("800I A2(32G)", "800I A2(64G)")
 TLS_SUBDIR = "security/llmserve"      # under the Server's home: its TLS paths are relative to it
-DEFAULTS = {
-    "llmserve_mindie_binaries": "current",
-    # every TLS switch on, as MindIE ships and recommends; certificates from the role's CA or the user's
-    "llmserve_mindie_tls": True,
-    # MindIE's user (HwHiAiUser, 1001 in its images and Kubernetes files); null runs as the image's user
-    "llmserve_mindie_user": "1001:1001",
-    "llmserve_mindie_volumes": [],
-    "llmserve_mindie_hardware_type": None,
-    "llmserve_mindie_server_port": 1025,
-    "llmserve_mindie_server_management_port": 1026,
-    "llmserve_mindie_server_metrics_port": 1027,
-    "llmserve_mindie_server_inter_comm_port": 1121,
-    "llmserve_mindie_server_multi_nodes_infer_port": 1120,
-    "llmserve_mindie_coordinator_predict_port": 1025,
-    "llmserve_mindie_coordinator_manage_port": 1026,
-    "llmserve_mindie_coordinator_external_port": 1028,
-    "llmserve_mindie_coordinator_status_port": 1029,
-    "llmserve_mindie_controller_port": 1026,
-    "llmserve_mindie_controller_alarm_port": 1027,
-    "llmserve_mindie_controller_cluster_port": 8899,
-    "llmserve_mindie_p_rate": 0,
-    "llmserve_mindie_d_rate": 0,
-    "llmserve_mindie_env": {},
-}
 
 
 class Component:

@@ -19,7 +19,7 @@ Inventory model
   host networking, ``ray start ... --block`` as its command (restart it on failure: it exits when GCS
   goes away and rejoins on restart).
 
-Variables (read on the head unless said otherwise; defaults in DEFAULTS)
+Variables (read on the head unless said otherwise; defaults in roles/defaults/meta/argument_specs.yml)
 - ``llmserve_model``, ``llmserve_image`` (required; one image for every node, since Ray refuses a
   version mismatch), ``llmserve_served_model_name``, ``llmserve_vllm_extra_args``,
   ``llmserve_vllm_env`` (set on every node's container: NCCL variables must reach all nodes).
@@ -65,36 +65,6 @@ from ._planner import DEVICE_ENV
 GROUPS = ("ray_head", "ray_worker")
 AUTH_MODES = ("disabled", "token")
 RUNTIMES = ("container", "service")
-DEFAULTS = {
-    "llmserve_ray_port": 6379,
-    "llmserve_ray_dashboard_port": 8265,
-    "llmserve_ray_client_port": 10001,
-    "llmserve_ray_node_manager_port": 6380,
-    "llmserve_ray_object_manager_port": 6381,
-    "llmserve_ray_runtime_env_agent_port": 6382,
-    "llmserve_ray_dashboard_agent_grpc_port": 6383,
-    "llmserve_ray_dashboard_agent_port": 52365,
-    "llmserve_ray_metrics_export_port": 8080,
-    "llmserve_ray_min_worker_port": 10002,
-    "llmserve_ray_max_worker_port": 10999,
-    "llmserve_ray_auth_mode": "token",
-    "llmserve_ray_resources": {},
-    "llmserve_ray_runtime": "container",
-    "llmserve_ray_venv": "/opt/llmserve/ray-venv",
-    "llmserve_ray_pip_packages": [],
-    "llmserve_ray_pip_env": {},
-    # start vLLM over Ray once the cluster is whole (its own container on the head's host)
-    "llmserve_ray_vllm": True,
-    # the head's Ray session directory on its host (sockets, logs), shared with the vLLM container
-    "llmserve_ray_temp_dir": "/tmp/llmserve-ray",
-    "llmserve_ray_start_extra_args": [],
-    # shared with the PD vLLM system, which has the same defaults
-    "llmserve_vllm_port": 8000,
-    "llmserve_vllm_extra_args": [],
-    "llmserve_vllm_env": {},
-    "llmserve_tensor_parallel_size": 1,
-    "llmserve_pipeline_parallel_size": 1,
-}
 
 NODE_PORTS = (
     # variable, service, ray start flag

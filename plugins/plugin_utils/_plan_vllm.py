@@ -47,36 +47,6 @@ NIXL_LIKE = ("NixlConnector", "MultiConnector")
 PROXY_TYPES = ("vllm-router", "omni-global-proxy")
 # Ascend connectors whose configuration names the sizes of the other side
 PEER_SIZED = ("AscendHcclConnectorV1", "MooncakeConnectorV1")
-DEFAULTS = {
-    "llmserve_kv_connector": "NixlConnector",
-    "llmserve_vllm_port": 8000,
-    "llmserve_vllm_dp_rpc_port": 13345,
-    "llmserve_nixl_side_channel_port": 5600,
-    "llmserve_mooncake_bootstrap_port": 8998,
-    # vllm-ascend's LLMDataDistCMgrConnector: VLLM_ASCEND_LLMDD_RPC_PORT, the first of its workers' ports
-    "llmserve_llmdd_rpc_port": 5557,
-    "llmserve_proxy_port": 10001,
-    "llmserve_proxy_router_port": 10002,
-    "llmserve_proxy_metrics_port": 29000,
-    "llmserve_proxy_retries": 3,
-    "llmserve_tensor_parallel_size": 1,
-    "llmserve_pipeline_parallel_size": 1,
-    "llmserve_vllm_extra_args": [],
-    "llmserve_vllm_env": {},
-    "llmserve_vllm_volumes": [],
-    "llmserve_proxy_image": "llmserve/vllm-router:0.1.17",
-    "llmserve_nginx_image": "nginx:1.27",
-    "llmserve_proxy_health_check_interval": 5,
-    # the front door of a PD plan: vllm-router, or omni-infer's global proxy (nginx with its modules, from
-    # omni-infer's image: llmserve_omni_proxy_image, by default the front-door host's llmserve_image)
-    "llmserve_proxy_type": "vllm-router",
-    "llmserve_omni_proxy_image": None,
-    "llmserve_omni_proxy_module_dir": "/usr/local/nginx/modules",
-    "llmserve_proxy_extra_args": [],
-    "llmserve_pythonhashseed": 0,
-    # omni-infer's decode layout (one data-parallel rank per device) is for MoE models such as DeepSeek
-    "llmserve_moe_model": True,
-}
 # what omni-infer's launch scripts export for HCCL (reference/omni-infer.md §4); llmserve_vllm_env overrides
 ASCEND_ENV = {"HCCL_CONNECT_TIMEOUT": "1800", "HCCL_EXEC_TIMEOUT": "120", "HCCL_RDMA_TIMEOUT": "20",
               "HCCL_INTRA_ROCE_ENABLE": "1", "HCCL_INTRA_PCIE_ENABLE": "0"}

@@ -14,7 +14,7 @@ Inventory model
   check between supervisor and workers). Models are launched afterwards through the API
   (``llmserve_xinference_models``), not at start.
 
-Variables (read on the supervisor unless said otherwise; defaults in DEFAULTS)
+Variables (read on the supervisor unless said otherwise; defaults in roles/defaults/meta/argument_specs.yml)
 - ``llmserve_xinference_image`` (required, e.g. xprobe/xinference:v4.1.0, or a ``-cpu`` tag on
   CPU-only workers).
 - ``llmserve_xinference_port`` (9997), ``llmserve_xinference_supervisor_port`` (9999); per worker
@@ -45,17 +45,6 @@ from ._cluster_util import boolean, is_set, mapping, one_value, port, secret, si
 from ._planner import DEVICE_ENV
 
 GROUPS = ("xinference_supervisor", "xinference_worker")
-DEFAULTS = {
-    "llmserve_xinference_port": 9997,
-    "llmserve_xinference_supervisor_port": 9999,
-    "llmserve_xinference_worker_port": 30001,
-    "llmserve_xinference_metrics_port": 30002,
-    "llmserve_xinference_home": "/var/lib/xinference",
-    "llmserve_xinference_auth": True,
-    "llmserve_xinference_admin_user": "admin",
-    "llmserve_xinference_env": {},
-    "llmserve_xinference_models": [],
-}
 # optional vaulted keys of the supervisor: environment variable they become
 AUTH_KEYS = (("llmserve_xinference_auth_jwt_secret_key", "XINFERENCE_AUTH_JWT_SECRET_KEY"),
              ("llmserve_xinference_auth_encryption_key", "XINFERENCE_AUTH_ENCRYPTION_KEY"))

@@ -4,37 +4,48 @@
 
 ``build_plan(groups, hostvars)`` takes what Ansible knows (group membership in inventory order and
 each host's variables) and returns a JSON-serialisable plan, or raises ``PlanError`` listing every
-problem found, each naming the host and the variable. No Ansible import: plain pytest tests it.
+problem found, each naming the host and the variable. It imports nothing of Ansible but its argument
+spec validator (ansible.module_utils), so plain pytest tests it.
 The systems (``_plan_vllm`` for PD vLLM, ...) share this core: Inventory, Ports, Problem.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
 
-PLAN_VERSION = 1
+import yaml
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+from . import _workloads
+
+PLAN_VERSION = 2
 ACCELERATORS = ("nvidia", "ascend_a2", "ascend_a3", "cpu")
 # the variable that tells an engine which devices are its own, per accelerator (none on CPU)
 DEVICE_ENV = {"nvidia": "CUDA_VISIBLE_DEVICES", "ascend_a2": "ASCEND_RT_VISIBLE_DEVICES",
               "ascend_a3": "ASCEND_RT_VISIBLE_DEVICES"}
-# defaults of the variables every system reads; each system module has its own DEFAULTS beside these
-DEFAULTS = {
-    "llmserve_accelerator": "nvidia",
-    "llmserve_reserved_ports": [],
-    # env, config, token and rank-table files on the hosts (0640/0600, directories 0750)
-    "llmserve_config_dir": "/etc/llmserve",
-    # json-file log rotation of every container, set per container (changing Docker's daemon.json would
-    # mean restarting dockerd, which stops every container on the host)
-    "llmserve_docker_log_max_size": "100m",
-    "llmserve_docker_log_max_file": 3,
-    # read-only mounts an Ascend container needs from its host (reference/mindie.md §5)
-    "llmserve_ascend_mounts": ["/usr/local/Ascend/driver:/usr/local/Ascend/driver:ro",
-                               "/usr/local/dcmi:/usr/local/dcmi:ro",
-                               "/usr/local/bin/npu-smi:/usr/local/bin/npu-smi:ro",
-                               "/etc/hccn.conf:/etc/hccn.conf:ro"],
-}
+# Every llmserve_* variable a user may set, with its type, default and description: the argument spec of the
+# role llmserve.cluster.defaults (ansible-doc -t role llmserve.cluster.defaults shows it). It lies two folders up
+# from this file, in a checkout as in an installed collection (ansible_collections/llmserve/cluster/...).
+SPEC_FILE = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir,
+                                          "roles", "defaults", "meta", "argument_specs.yml"))
+
+
+def load_spec(path=SPEC_FILE):
+    """{variable: option} of the entry point main of the argument spec (type, default, choices, elements, ...)."""
+    with open(path, "rb") as source:
+        document = yaml.load(source, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return document["argument_specs"]["main"]["options"]
+
+
+SPEC = load_spec()
+# what Inventory.get falls back to: one table for every system
+DEFAULTS = {name: option["default"] for name, option in SPEC.items() if option.get("default") is not None}
+# what the collection itself sets while it runs (the facts of the plan, ranktable and npu_facts modules, the files
+# a stage changed): they reach hostvars by the next stage's plan, a user sets none of them
+FACTS = frozenset(("llmserve_plan", "llmserve_ranktables", "llmserve_npu", "llmserve_changed_paths"))
 MAX_PORT = 65535
 
 
@@ -131,15 +142,17 @@ class Ports:
 
 
 class Inventory:
-    """Reads variables with defaults, recording a problem for each bad one."""
+    """Reads variables with defaults, recording a problem for each bad one and which host each name was read on."""
 
     def __init__(self, groups, hostvars, defaults=None):
         self.groups = {g: list(h) for g, h in groups.items()}
         self.hostvars = hostvars
         self.defaults = DEFAULTS if defaults is None else defaults
         self.problems = []
+        self.reads = {}     # host -> names read on it (a value set elsewhere is ignored: see _check_misplaced)
 
     def get(self, host, name, default=None):
+        self.reads.setdefault(host, set()).add(name)
         hv = self.hostvars.get(host, {})
         if name in hv:
             return hv[name]
@@ -217,7 +230,8 @@ def build_plan(groups, hostvars):
     Each system module (vLLM PD, MindIE, Ray, ...) claims its groups and returns its instances and
     front door; all of them share one port registry, so a collision across systems is found too.
     """
-    inv = Inventory(groups, hostvars)
+    typed, mistyped = _typed(hostvars)   # what the planner reads: each set value as its spec's type
+    inv = Inventory(groups, typed)
     ports = Ports(inv.problems, inv.address)
     for host in sorted(inv.hostvars):
         reserved = inv.get(host, "llmserve_reserved_ports") or []
@@ -234,23 +248,26 @@ def build_plan(groups, hostvars):
     instances, doors = [], []
     ran = [s for s in _systems() if any(inv.groups.get(g) for g in s.GROUPS)]
     for system in ran:
-        inv.defaults = dict(DEFAULTS, **system.DEFAULTS)   # a system reads its own defaults and the core's
         part = system.plan(inv, ports)
         instances.extend(part["instances"])
         doors.extend([part["front_door"]] if part.get("front_door") else [])
     if not ran:
         inv.problem(None, "groups", "no group of a known system has hosts (e.g. prefill and decode, "
                     "or omni-infer's P, D and C)")
-    inv.defaults = DEFAULTS
     engine_hosts = {h for i in instances for h in i["hosts"]}
     _check_hosts(inv, sorted(engine_hosts | {d["host"] for d in doors}), engine_hosts)
+    _check_variables(inv, hostvars, mistyped, instances)
     if inv.problems:
         raise PlanError(inv.problems)
     hosts = sorted({h for i in instances for h in i["hosts"]} | {d["host"] for d in doors})
+    workloads = _workloads.build(inv, instances, doors)
     plan = dict(
         version=PLAN_VERSION,
         hosts={h: dict(address=inv.address(h), accelerator=inv.get(h, "llmserve_accelerator"),
-                       listeners=ports.listeners(h), images=_images(h, instances, doors)) for h in hosts},
+                       listeners=ports.listeners(h), images=_images(h, instances, doors),
+                       workloads=workloads.get(h, []),
+                       groups=_workloads.groups(workloads.get(h, []), inv.get(h, "llmserve_accelerator")))
+               for h in hosts},
         instances=instances,
         front_door=doors[0] if len(doors) == 1 else None,
         front_doors=doors,
@@ -279,3 +296,141 @@ def _check_hosts(inv, hosts, engine_hosts):
         acc = inv.get(host, "llmserve_accelerator")
         if acc not in ACCELERATORS:
             inv.problem(host, "llmserve_accelerator", "%r is not one of %s" % (acc, ", ".join(ACCELERATORS)))
+
+
+# ---------------------------------------------------------------- the variables themselves (roles/defaults)
+
+# how a message names a type, and an example value when the spec's default shows none
+TYPE_WORDS = {"int": ("a whole number", 1), "bool": ("true or false", True), "float": ("a number", 0.5),
+              "str": ("a string", "text"), "path": ("a path", "/srv/llmserve"), "dict": ("a mapping", {"NAME": "value"}),
+              "list": ("a list", ["--flag", "value"]), "raw": ("a value", "text")}
+ELEMENT_WORDS = {"int": ("whole numbers", [8000, 8001]), "str": ("strings", ["--flag", "value"]),
+                 "dict": ("mappings", [{"name": "value"}])}
+_VALIDATORS = {}
+
+
+def _convert(name, value):
+    """(True, value as Ansible converts a module option of the spec's type) or (False, None) when it cannot.
+
+    Scalars convert as Ansible converts them ("8001" -> 8001, "yes" -> true). A list must be a list and a mapping a
+    mapping: Ansible's split of a string at commas (deprecated in ansible-core) would cut an argument such as
+    "--x=a,b" in two, and its reading of "A=1" as {A: "1"} is not what anyone means in an inventory. Nor is a
+    string made of a list or a mapping."""
+    option = SPEC[name]
+    kind = option.get("type", "str")
+    wanted = {"list": list, "dict": dict}.get(kind)
+    if wanted and not isinstance(value, wanted) or kind in ("str", "path") and isinstance(value, (list, dict)):
+        return False, None
+    validator = _VALIDATORS.get(name)
+    if validator is None:
+        spec = {key: option[key] for key in ("type", "elements", "choices") if key in option}
+        validator = _VALIDATORS[name] = ArgumentSpecValidator({name: spec})
+    result = validator.validate({name: value})
+    if result.error_messages:
+        return False, None
+    return True, result.validated_parameters[name]
+
+
+def _typed(hostvars):
+    """Each host's variables with every llmserve_* value it sets converted to the spec's type ("8001" -> 8001),
+    and [(host, name, value)] of those that do not convert: they stay as given, for the planner's own checks."""
+    typed, mistyped, seen = {}, [], {}
+    for host, variables in hostvars.items():
+        typed[host] = converted = dict(variables)
+        for name, value in variables.items():
+            # null and "" mean "not given" to the planner; a secret arrives as SECRET_PLACEHOLDER, never its value
+            if name not in SPEC or value is None or (isinstance(value, str) and value in ("", SECRET_PLACEHOLDER)):
+                continue
+            key = (name, type(value).__name__, repr(value))
+            if key not in seen:
+                seen[key] = _convert(name, value)
+            ok, good = seen[key]
+            if ok:
+                converted[name] = good
+            else:
+                mistyped.append((host, name, value))
+    return typed, mistyped
+
+
+def _show(value):
+    """A value as one would write it in YAML."""
+    if isinstance(value, (list, dict)):
+        return yaml.safe_dump(value, default_flow_style=True, width=10 ** 6).strip()
+    return json.dumps(value)
+
+
+def example(option):
+    """An example value of a variable, as YAML: the "e.g. V(...)" of its description, else its default, else one of
+    its type."""
+    text = str(option.get("description", ""))
+    at = text.find("e.g. V(")
+    if at >= 0:
+        depth = 0
+        for end in range(at + len("e.g. V("), len(text)):
+            depth += {"(": 1, ")": -1}.get(text[end], 0)
+            if depth < 0:
+                return text[at + len("e.g. V("):end]
+    default = option.get("default")
+    if default not in (None, "", [], {}):
+        return _show(default)
+    if option.get("elements") in ELEMENT_WORDS:
+        return _show(ELEMENT_WORDS[option["elements"]][1])
+    return _show(TYPE_WORDS.get(option.get("type", "str"), TYPE_WORDS["raw"])[1])
+
+
+def type_message(name, value):
+    """What a variable must be, with an example, and what it is (never a secret's value)."""
+    option = SPEC[name]
+    kind = option.get("type", "str")
+    words = TYPE_WORDS.get(kind, TYPE_WORDS["raw"])[0]
+    if option.get("elements"):
+        words += " of " + ELEMENT_WORDS.get(option["elements"], ("values",))[0]
+    got = "a %s" % type(value).__name__ if option.get("no_log") else repr(value)
+    if option.get("choices"):
+        return "must be one of %s, got %s" % (", ".join(map(str, option["choices"])), got)
+    return "must be %s (%s), e.g. %s, got %s" % (words, kind, example(option), got)
+
+
+def _check_variables(inv, given, mistyped, instances):
+    """Problems of the variables themselves, after planning:
+    - a value that is not of its spec's type, unless the planner said so of the same variable and value already;
+    - an llmserve_* name the spec does not know ("did you mean ...?");
+    - a variable read on the master of a multi-host instance, set to another value on one of its other hosts,
+      where the plan reads it nowhere: it would be silently ignored."""
+    said = {(p.variable, repr(given.get(p.host, {}).get(p.variable))) for p in inv.problems if p.host}
+    flagged = {p.variable for p in inv.problems}
+    for host, name, value in sorted(mistyped, key=lambda m: (m[1], m[0])):
+        if (name, repr(value)) not in said:     # one problem for a mistake shared by many hosts
+            said.add((name, repr(value)))
+            inv.problem(host, name, type_message(name, value))
+    unknown = {}
+    for host in sorted(given):
+        for name in given[host]:
+            if name.startswith("llmserve_") and name not in SPEC and name not in FACTS and name not in flagged:
+                unknown.setdefault(name, []).append(host)
+    suffixes = {known[len("llmserve_"):]: known for known in SPEC}
+    for name, hosts in sorted(unknown.items()):
+        close = difflib.get_close_matches(name[len("llmserve_"):], list(suffixes), n=1)
+        hint = ("did you mean %s?" % suffixes[close[0]] if close else
+                "ansible-doc -t role llmserve.cluster.defaults lists the variables")
+        more = " (also set on %s)" % ", ".join(hosts[1:4] + ["..."] * (len(hosts) > 4)) if len(hosts) > 1 else ""
+        inv.problem(hosts[0], name, "is not a variable llmserve knows%s; %s" % (more, hint))
+    _check_misplaced(inv, instances)
+
+
+def _check_misplaced(inv, instances):
+    """A variable the planner read on an instance's master but never on another host of the instance, set there to
+    another value, is ignored there: say so (e.g. llmserve_tensor_parallel_size on a headless data-parallel host)."""
+    reported = {(p.host, p.variable) for p in inv.problems}
+    for inst in instances:
+        master = inst["master"]
+        for host in inst["hosts"]:
+            if host == master:
+                continue
+            mine, read = inv.hostvars.get(host, {}), inv.reads.get(host, set())
+            for name in sorted(inv.reads.get(master, set())):
+                if name in mine and name not in read and (host, name) not in reported and \
+                        mine[name] != inv.get(master, name):
+                    reported.add((host, name))
+                    inv.problem(host, name, "is read from %s, the master of %s; here it is ignored. Set it on %s "
+                                "(or for the whole group)" % (master, inst["name"], master))

@@ -46,13 +46,14 @@ def layouts():
     cases["extra args"] = pd("NixlConnector", llmserve_vllm_extra_args=["--enforce-eager", "--max-model-len", "512"])
     cases["pipeline"] = pd("NixlConnector", llmserve_pipeline_parallel_size=2)
     with tempfile.TemporaryDirectory() as tmp:
-        for example in ("nvidia_1p1d", "omni_2p1d", "omni_4p1d", "testbed_2p1d"):
-            out = Path(tmp) / (example + ".json")
+        for example in ("inventories/examples/nvidia_1p1d", "inventories/examples/omni_2p1d",
+                        "inventories/examples/omni_4p1d", "tests/testbed/inventories/testbed_2p1d"):
+            out = Path(tmp) / (Path(example).name + ".json")
             subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i",
-                            str(REPO / "inventories/examples" / example), str(REPO / "playbooks/plan.yml"),
+                            str(REPO / example), str(REPO / "playbooks/plan.yml"),
                             "-e", "llmserve_plan_file=%s" % out], capture_output=True, cwd=REPO, check=True,
                            env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")})
-            cases[example] = json.loads(out.read_text())
+            cases[Path(example).name] = json.loads(out.read_text())
     return cases
 
 

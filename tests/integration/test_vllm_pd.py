@@ -6,7 +6,7 @@ import urllib.request
 
 from conftest import REPO, ansible_playbook, on_host
 
-EXAMPLE = REPO / "inventories" / "examples" / "testbed_2p1d"
+EXAMPLE = REPO / "tests" / "testbed" / "inventories" / "testbed_2p1d"
 SITE = REPO / "playbooks" / "site.yml"
 ROUTER = "http://172.31.240.14:10001"
 

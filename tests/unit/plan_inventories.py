@@ -7,7 +7,10 @@ plugin keeps only the variables the planner reads (``wanted_variable``). These b
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
+import jsonschema
 import pytest
 
 from ansible_collections.llmserve.cluster.plugins.plugin_utils._planner import PlanError, build_plan, wanted_variable
@@ -122,8 +125,10 @@ def flag(argv, name):
 
 
 def check_contract(plan):
-    """Assert the plan has the shape docs/plan.md promises (version 1) and no two listeners collide."""
-    assert plan["version"] == 1
+    """Assert the plan has the shape docs/plan.md and docs/workload.schema.json promise (version 2), no two
+    listeners collide, and every member runs as exactly one workload of its host."""
+    jsonschema.validate(plan, SCHEMA)
+    check_workloads(plan)
     assert isinstance(plan["hosts"], dict) and plan["hosts"]
     by_machine = {}
     for name, host in plan["hosts"].items():
@@ -187,3 +192,31 @@ def check_contract(plan):
         for urls in door["backends"].values():
             assert set(urls) <= endpoints and len(set(urls)) == len(urls)
     return by_machine
+
+
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "workload.schema.json").read_text())
+
+
+def check_workloads(plan):
+    """Each host's workloads: unique names, images the host pulls, one per member container or unit, and
+    restart_after naming files or workloads of the plan."""
+    every = {w["name"] for h in plan["hosts"].values() for w in h["workloads"]}
+    for name, host in plan["hosts"].items():
+        names = [w["name"] for w in host["workloads"]]
+        assert len(set(names)) == len(names), (name, names)
+        assert [w["phase"] for w in host["workloads"]] == sorted(w["phase"] for w in host["workloads"]), name
+        for w in host["workloads"]:
+            if w["container"]:
+                assert w["container"]["image"] in host["images"], (name, w["name"])
+            assert all(r.startswith("/") or r in every for r in w["restart_after"]), (name, w["restart_after"])
+            assert w["system"] in {"vllm", "front_door", "ray", "mindie"} or not w["ready"]
+    members = [m for i in plan["instances"] for m in i["members"]]
+    members += [m for d in plan["front_doors"] for m in d.get("members", [])]
+    for m in members:
+        (found,) = [w for w in plan["hosts"][m["host"]]["workloads"] if w["name"] == m.get("container", m.get("name"))]
+        if found["container"]:
+            assert found["container"]["image"] == m["image"]
+            assert (found["container"].get("entrypoint") or []) + found["container"]["command"] == m["argv"]
+        else:
+            assert found["service"]["argv"] == m["argv"] and found["service"]["unit"] == m["unit"]
+    assert len(members) == sum(len(h["workloads"]) for h in plan["hosts"].values())

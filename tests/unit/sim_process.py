@@ -1,4 +1,4 @@
-"""Run the engine simulator (images/engine-sim) as a process on loopback, for tests."""
+"""Run the engine simulator (tests/images/engine-sim) as a process on loopback, for tests."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SIM_DIR = REPO / "images" / "engine-sim"
+SIM_DIR = REPO / "tests" / "images" / "engine-sim"
 
 
 def free_port() -> int:

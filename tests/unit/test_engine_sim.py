@@ -1,4 +1,4 @@
-"""Tests of the engine simulator (images/engine-sim).
+"""Tests of the engine simulator (tests/images/engine-sim).
 
 The simulator stands in for `vllm serve` (vLLM 0.32) in collection tests, so
 these tests pin it to vLLM's contract: the argv table and reference cases
@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SIM_DIR = REPO / "images" / "engine-sim"
+SIM_DIR = REPO / "tests" / "images" / "engine-sim"
 if str(SIM_DIR) not in sys.path:
     sys.path.insert(0, str(SIM_DIR))
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from ansible_collections.llmserve.cluster.plugins.filter.mindie import mindie_config
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "images" / "mindie-sim"))
+sys.path.insert(0, str(REPO / "tests" / "images" / "mindie-sim"))
 
 
 def test_model_config_keeps_the_shipped_keys_and_lists_of_numbers_are_replaced():

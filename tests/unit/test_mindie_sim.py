@@ -1,4 +1,4 @@
-"""Tests of the MindIE stand-in (images/mindie-sim), run as local processes on 127.0.0.x.
+"""Tests of the MindIE stand-in (tests/images/mindie-sim), run as local processes on 127.0.0.x.
 
 Every check the stand-in makes (docs/mindie-contract.md) is shown to fail with an ERROR line and exit 1,
 and the happy path runs Server x4 -> Controller -> Coordinator -> chat completion through P then D.
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SIM = REPO / "images" / "mindie-sim"
+SIM = REPO / "tests" / "images" / "mindie-sim"
 sys.path.insert(0, str(SIM))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

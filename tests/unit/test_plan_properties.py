@@ -44,7 +44,7 @@ def topologies(draw):
     hostvars = {}
     n = 0
     for c, (size, roles) in enumerate(chunks):
-        for _ in range(size):
+        for i in range(size):
             host = "h%02d" % n
             n += 1
             hv = dict(common, ansible_host="10.9.0.%d" % n)
@@ -57,7 +57,7 @@ def topologies(draw):
                     "%d-%d" % (first, first + count - 1) if count > 1 else str(first))
                 first += count
                 groups[role].append(host)
-            if draw(st.booleans()):   # per-host base ports, far enough apart never to meet
+            if i == 0 and draw(st.booleans()):   # base ports of the chunk's instances, read on their master (first host)
                 hv["llmserve_vllm_port"] = draw(st.integers(8000, 8100))
                 hv["llmserve_vllm_dp_rpc_port"] = draw(st.integers(13000, 13100))
                 hv["llmserve_nixl_side_channel_port"] = draw(st.integers(5600, 5700))
@@ -145,8 +145,11 @@ def test_adding_an_instance_moves_nothing_that_runs(topology, role, position, de
     for inst in after["instances"]:
         if inst["name"] in old:
             assert inst == old[inst["name"]]   # hosts, ranks, ports, argv, env, endpoints: all unchanged
+    def running(entry):   # the front door's own argv lists the backends, which grow (checked below)
+        return dict(entry, workloads=[w for w in entry["workloads"] if w["system"] != "front_door"])
+
     for host, entry in before["hosts"].items():
-        assert after["hosts"][host] == entry
+        assert running(after["hosts"][host]) == running(entry)
     door_before, door_after = before["front_door"], after["front_door"]
     assert door_after["url"] == door_before["url"]
     for side, urls in door_before["backends"].items():

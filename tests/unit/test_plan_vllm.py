@@ -11,12 +11,15 @@ from plan_inventories import (check_contract, flag, instance, member, members, n
 from vllm_argv import check_argv_opens_the_listeners, parse
 
 REPO = Path(__file__).resolve().parents[2]
+BED_INVENTORIES = REPO / "tests" / "testbed" / "inventories"
 
 
 def example_sources():
-    """Every example inventory: a directory, or each compact topology file of a directory of them."""
+    """Every example inventory, the users' and the test bed's: a directory, or each compact topology file of a
+    directory of them."""
     sources = []
-    for folder in sorted(p for p in (REPO / "inventories" / "examples").iterdir() if p.is_dir()):
+    roots = (REPO / "inventories" / "examples", BED_INVENTORIES)
+    for folder in sorted((p for root in roots for p in root.iterdir() if p.is_dir()), key=lambda p: p.name):
         compact = sorted(folder.glob("*.topology.y*ml"))
         sources.extend(str(p.relative_to(REPO)) for p in compact) if compact else sources.append(
             str(folder.relative_to(REPO)))
@@ -402,7 +405,8 @@ def test_every_argv_is_accepted_by_vllm_032_and_opens_exactly_the_planned_ports(
 def test_plan_playbook_writes_the_contract_for_every_example(example, tmp_path):
     out = tmp_path / "plan.json"
     # the bed's examples take their secrets from the bed's vault (tests/testbed/testbed.py), absent here
-    bed = ["-e", "llmserve_ray_auth_token=stands-for-the-beds-vault"] if "/testbed_" in example else []
+    bed = ["-e", "llmserve_ray_auth_token=stands-for-the-beds-vault"] \
+        if (REPO / example).resolve().is_relative_to(BED_INVENTORIES) else []
     res = subprocess.run(
         [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", example,
          "playbooks/plan.yml", "-e", "llmserve_plan_file=%s" % out] + bed,

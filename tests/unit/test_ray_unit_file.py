@@ -1,4 +1,4 @@
-"""The systemd unit the ray role writes for a node run from a virtual environment (runtime service).
+"""The systemd unit the runner role writes for a workload run as a service (a Ray node from a virtual environment).
 
 systemd-analyze (from the systemd package, on these machines) checks the unit as systemd would load it;
 molecule ray checks on a systemd host that the process it starts has the plan's argv word for word.
@@ -14,15 +14,14 @@ import pytest
 
 from plan_inventories import plan_of
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "roles" / "ray" / "templates" / "ray.service.j2"
+TEMPLATE = Path(__file__).resolve().parents[2] / "roles" / "runner" / "templates" / "unit.service.j2"
 ANALYZE = shutil.which("systemd-analyze")
 
 
-def render(member):
+def render(workload):
     """What ansible.builtin.template writes (trim_blocks on)."""
     env = jinja2.Environment(trim_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    return env.from_string(TEMPLATE.read_text()).render(item=member, ansible_managed="Ansible managed",
-                                                        llmserve_ray_stop_timeout=30)
+    return env.from_string(TEMPLATE.read_text()).render(item=workload, ansible_managed="Ansible managed")
 
 
 def service_member(tmp_path, **extra):
@@ -30,8 +29,8 @@ def service_member(tmp_path, **extra):
     hostvars = {"h": dict(ansible_host="10.0.0.1", llmserve_model="/m", llmserve_devices="0", llmserve_accelerator="cpu",
                           llmserve_ray_runtime="service", llmserve_ray_venv=str(venv), llmserve_ray_vllm=False,
                           llmserve_ray_auth_token="t" * 64, **extra)}
-    (member,) = plan_of({"ray_head": ["h"]}, hostvars)["instances"][0]["members"]
-    return member
+    (workload,) = plan_of({"ray_head": ["h"]}, hostvars)["hosts"]["h"]["workloads"]
+    return workload
 
 
 def test_the_unit_quotes_every_word_of_the_plan(tmp_path):
@@ -55,7 +54,7 @@ def test_systemd_accepts_the_unit(tmp_path):
     ray.parent.mkdir(parents=True)
     ray.write_text("#!/bin/sh\n")
     ray.chmod(0o755)
-    unit = tmp_path / member["unit"]
+    unit = tmp_path / member["service"]["unit"]
     unit.write_text(render(member))
     res = subprocess.run([ANALYZE, "verify", str(unit)], capture_output=True, text=True)
     assert res.returncode == 0 and "llmserve-ray-head" not in res.stderr, res.stderr

@@ -1,6 +1,6 @@
 """What a plan member's argv makes vLLM 0.32 open, read with the engine simulator's copy of vLLM's parser.
 
-The simulator (images/engine-sim) rebuilds `vllm serve`'s parser from the flag table dumped from vLLM
+The simulator (tests/images/engine-sim) rebuilds `vllm serve`'s parser from the flag table dumped from vLLM
 0.32, so an argv it rejects is one vLLM rejects. ``listens`` then follows vLLM 0.32's code to the
 sockets a process binds: the API server, the data-parallel handshake (``launch_core_engines``), the
 torch.distributed master of a TP group over several nodes, and NIXL's side channel.
@@ -14,7 +14,7 @@ import io
 import sys
 from pathlib import Path
 
-SIM_DIR = Path(__file__).resolve().parents[2] / "images" / "engine-sim"
+SIM_DIR = Path(__file__).resolve().parents[2] / "tests" / "images" / "engine-sim"
 if str(SIM_DIR) not in sys.path:
     sys.path.insert(0, str(SIM_DIR))
 

@@ -1,0 +1,198 @@
+# Copyright: llmserve.cluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Plan contract v2: everything that runs on a host, in one shape (docs/workload.schema.json).
+
+A workload is a container (``container``: community.docker.docker_container's arguments, named as the
+module names them) or a systemd unit (``service``); with the files it needs, the secrets its environment
+takes (references, never values), its readiness check, what it restarts after and what clean_up removes.
+The runner role (roles/runner) starts, stops, removes, reports and fetches the logs of any workload; it
+computes nothing.
+
+``phase`` orders the cluster: every workload of phase 0 of a system starts (and is ready) on every host
+before any of phase 1 starts; stops go the other way. ``restart_after`` names files (absolute paths) and
+workloads (names) that, when this run changed or (re)started them, restart this one.
+
+One function per system turns that system's planned members into workloads (``_BUILDERS``); the members
+stay in ``instances`` as the v1 view that the rank tables, status and tests read.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+# community.docker.docker_container's arguments a workload's container may set (the runner passes each as it is)
+CONTAINER_KEYS = ("image", "entrypoint", "command", "env", "env_file", "volumes", "devices", "device_requests",
+                  "shm_size", "ipc_mode", "pid_mode", "user", "working_dir", "stop_timeout", "log_options")
+
+
+def workload(name, system, instance, phase=0, container=None, service=None, files=(), secrets=(), ready=None,
+             restart_after=(), remove=()):
+    """The one shape of a workload; a container's keys are docker_container's, set ones only."""
+    if (container is None) == (service is None):
+        raise ValueError("%s: a workload is a container or a service" % name)
+    if container is not None:
+        unknown = set(container) - set(CONTAINER_KEYS)
+        if unknown:
+            raise ValueError("%s: %s are no docker_container arguments of the plan" % (name, sorted(unknown)))
+        container = {k: v for k, v in container.items() if v is not None}
+    return dict(name=name, system=system, instance=instance, phase=phase, container=container, service=service,
+                files=list(files), secrets=list(secrets), ready=ready, restart_after=sorted(set(restart_after)),
+                remove=sorted(set(remove)))
+
+
+def _ready(url, path="/health", wait=600, delay=2, tls=None):
+    """engine_probe's arguments: the base URL, the health path, how long to wait and how often to ask."""
+    base, slash, rest = url.partition("://")[2].partition("/")
+    ready = dict(url=url[:url.index("://") + 3] + base, path=path if not rest else slash + rest, wait=wait,
+                 delay=delay)
+    if tls:
+        ready.update(ca=tls["ca"], cert=tls["cert"], key=tls["key"])
+    return ready
+
+
+def _secrets(member):
+    return [dict(env=name, **ref) for name, ref in sorted((member.get("secret_env") or {}).items())]
+
+
+def _container(member, **extra):
+    argv = member["argv"]
+    keep = member.get("keep_image_entrypoint")
+    return dict(dict(image=member["image"], entrypoint=None if keep else argv[:1], command=argv if keep else argv[1:],
+                     log_options=member.get("log_options")), **extra)
+
+
+def _engines(inv, inst):
+    """vLLM engines (PD, replicas, vLLM over Ray): an env file (secrets added at deploy), health at /health."""
+    out = []
+    for m in inst["members"]:
+        host = m["host"]
+        files = [dict(path=m["env_file"], mode="0640", env=m["env"])]
+        files += [dict(path=f["path"], mode="0640", content=f["content"]) for f in m["files"]]
+        ready = None
+        if m.get("health_url"):
+            ready = _ready(m["health_url"], wait=inv.integer(host, "llmserve_vllm_health_retries", 1)
+                           * inv.integer(host, "llmserve_vllm_health_delay", 1),
+                           delay=inv.integer(host, "llmserve_vllm_health_delay", 1))
+        tables = {posixpath.dirname(m["env"][k]) for k in ("GLOBAL_RANK_TABLE_FILE_PATH",) if k in m["env"]}
+        out.append((host, workload(
+            m["container"], "vllm", inst["name"],
+            container=_container(m, env_file=m["env_file"], volumes=m["volumes"], devices=m.get("device_nodes") or [],
+                                 device_requests=m.get("device_requests") or None, ipc_mode=m.get("ipc_mode"),
+                                 pid_mode=m.get("pid_mode"), shm_size=str(inv.get(host, "llmserve_vllm_shm_size")),
+                                 stop_timeout=inv.integer(host, "llmserve_vllm_stop_timeout", 0)),
+            files=files, secrets=_secrets(m), ready=ready, restart_after=[f["path"] for f in m["files"]],
+            remove=[f["path"] for f in files] + sorted(tables))))
+    return out
+
+
+def _front_door(inv, door):
+    """The router and nginx of a front door; nginx restarts when the proxy role rewrote its configuration."""
+    out = []
+    for m in door.get("members", []):
+        host = m["host"]
+        config = (m.get("nginx") or {}).get("config")
+        out.append((host, workload(
+            m["container"], "front_door", "front-door",
+            container=_container(m, volumes=m.get("volumes"),
+                                 stop_timeout=inv.integer(host, "llmserve_proxy_stop_timeout", 0)),
+            ready=_ready(m["health_url"], wait=inv.integer(host, "llmserve_proxy_health_retries", 1)
+                         * inv.integer(host, "llmserve_proxy_health_delay", 1),
+                         delay=inv.integer(host, "llmserve_proxy_health_delay", 1)),
+            restart_after=[config] if config else [], remove=[posixpath.dirname(config)] if config else [])))
+    return out
+
+
+def _ray(inv, inst):
+    """Ray nodes: the head (phase 0), then the workers; the ray role checks that they joined."""
+    out = []
+    phase = 0 if inst["kind"] == "ray_head" else 1
+    for m in inst["members"]:
+        host = m["host"]
+        stop = inv.integer(host, "llmserve_ray_stop_timeout", 0)
+        token = [m["token"]["path"]] if m.get("token") else []
+        remove = [posixpath.dirname(p) for p in token] + ([m["temp_dir"]] if m.get("temp_dir") else [])
+        if m["runtime"] == "service":
+            service = dict(unit=m["unit"], argv=m["argv"], environment=m["env"], description="Ray node %s (%s)" % (
+                m["name"], m["address"]), stop_timeout=stop, success_exit_status=[1])
+            out.append((host, workload(m["name"], "ray", inst["name"], phase, service=service, restart_after=token,
+                                       remove=remove)))
+        else:
+            out.append((host, workload(m["name"], "ray", inst["name"], phase, container=_container(
+                m, env=m["env"], volumes=m["volumes"], devices=m["device_nodes"], ipc_mode=m.get("ipc_mode"),
+                device_requests=m["device_requests"] or None, stop_timeout=stop,
+                shm_size=str(inv.get(host, "llmserve_ray_shm_size"))), restart_after=token, remove=remove)))
+    return out
+
+
+MINDIE_PHASES = {"mindie_server": 0, "mindie_controller": 1, "mindie_coordinator": 2}
+
+
+def _mindie(inv, inst, earlier):
+    """MindIE's Servers, Controller, Coordinator: each restarts when a file it reads changed, or a component of
+    an earlier kind (re)started anywhere (the Controller gives roles when it starts; the Coordinator is ready
+    once it has them)."""
+    out = []
+    for m in inst["members"]:
+        host = m["host"]
+        server = inst["kind"] == "mindie_server"
+        tls = m.get("tls")
+        reads = [f["path"] for f in m["files"]] + ([m["rank_table_path"]] if m.get("rank_table_path") else [])
+        reads += [tls["ca"], tls["cert"], tls["key"]] if tls else []
+        wait = inv.integer(host, "llmserve_mindie_server_timeout" if server else "llmserve_mindie_motor_timeout", 1)
+        out.append((host, workload(
+            m["container"], "mindie", inst["name"], MINDIE_PHASES[inst["kind"]],
+            container=_container(m, env=m["env"], user=m.get("user"), working_dir=m.get("working_dir"),
+                                 volumes=m["volumes"], devices=m.get("device_nodes") or [],
+                                 shm_size=str(inv.get(host, "llmserve_mindie_shm_size")) if server else None,
+                                 stop_timeout=inv.integer(host, "llmserve_mindie_stop_timeout", 0)),
+            ready=_ready(m["health_url"], wait=wait, delay=inv.integer(host, "llmserve_mindie_poll_delay", 1),
+                         tls=tls),
+            restart_after=reads + earlier, remove=[m["host_dir"]])))
+    return out
+
+
+def _cluster(inv, inst):
+    """Xinference and GPUStack: planned, deployed by the issues after this one (site.yml stops before them)."""
+    out = []
+    for m in inst["members"]:
+        out.append((m["host"], workload(m["container"], inst["kind"].split("_")[0], inst["name"], container=_container(
+            m, env=m.get("env"), volumes=m.get("volumes")), secrets=_secrets(m))))
+    return out
+
+
+def build(inv, instances, doors):
+    """{host: [workload, ...]} in start order (phase, then plan order); names are unique on a host."""
+    found = []
+    for inst in instances:
+        kind = inst["kind"]
+        if kind.startswith("vllm_") or kind == "ray_vllm":
+            found += _engines(inv, inst)
+        elif kind.startswith("ray_"):
+            found += _ray(inv, inst)
+        elif kind.startswith("mindie_"):
+            earlier = [m["container"] for i in instances if MINDIE_PHASES.get(i["kind"], 9) < MINDIE_PHASES[kind]
+                       for m in i["members"]]
+            found += _mindie(inv, inst, earlier)
+        else:
+            found += _cluster(inv, inst)
+    for door in doors:
+        found += _front_door(inv, door)
+    hosts = {}
+    for host, item in found:
+        hosts.setdefault(host, []).append(item)
+    return {h: sorted(items, key=lambda w: w["phase"]) for h, items in hosts.items()}
+
+
+GROUPS = {  # inventory group of the deploy stages -> the systems whose workloads put a host in it
+    "llmserve_engines": ("vllm",), "llmserve_front_door": ("front_door",), "llmserve_ray": ("ray",),
+    "llmserve_mindie": ("mindie",), "llmserve_xinference": ("xinference",), "llmserve_gpustack": ("gpustack",),
+}
+
+
+def groups(workloads, accelerator):
+    """The stage groups a host belongs to (the first play adds it to them, as kubespray's dynamic_groups)."""
+    systems = {w["system"] for w in workloads}
+    found = [g for g, owners in GROUPS.items() if systems & set(owners)]
+    if str(accelerator).startswith("ascend") or "mindie" in systems:   # the hosts the ranktable stage writes to
+        found.append("llmserve_ascend")
+    return ["llmserve_cluster"] + sorted(found)

@@ -1,0 +1,283 @@
+"""image_pull, run by ansible against a stand-in Docker daemon on a unix socket (no docker needed).
+
+The stand-in answers the four Engine API calls the module makes (/version, image inspect,
+/distribution, /images/create) and checks the X-Registry-Auth header against a stored login, so the
+digest logic, check mode, the login lookup and the pull's error stream are tested here; the real
+daemon and registry are tested by tests/integration/test_image_pull.py on the test bed.
+"""
+import base64
+import json
+import os
+import socketserver
+import ssl
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+REGISTRY = "registry.test:5000"
+IMAGE = REGISTRY + "/llmserve/probe"
+LOGIN = {"username": "deploy", "password": "s3cret-pull"}
+
+
+class FakeDaemon:
+    """Images on the host, digests at the registry, and the requests the module made."""
+
+    def __init__(self, path, api_version="1.43", tls=None):
+        self.api_version = api_version
+        self.local = {}      # reference -> {"Id", "RepoDigests"}
+        self.registry = {}   # reference -> digest
+        self.requests = []   # (method, path, decoded X-Registry-Auth or None)
+        self.pull_error = None
+        daemon = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def reply(self, status, body):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def auth(self):
+                header = self.headers.get("X-Registry-Auth")
+                return json.loads(base64.urlsafe_b64decode(header)) if header else None
+
+            def authorised(self, auth):
+                return auth and ((auth.get("username"), auth.get("password")) == (LOGIN["username"], LOGIN["password"])
+                                 or (auth.get("Username"), auth.get("Password")) == (LOGIN["username"], LOGIN["password"]))
+
+            def do_GET(self):
+                url = urlsplit(self.path)
+                path, auth = unquote(url.path), self.auth()
+                daemon.requests.append(("GET", path, auth))
+                if path == "/version":
+                    return self.reply(200, {"ApiVersion": daemon.api_version})
+                prefix = "/v%s" % daemon.api_version
+                if path.startswith(prefix + "/images/") and path.endswith("/json"):
+                    ref = path[len(prefix + "/images/"):-len("/json")]
+                    if ref in daemon.local:
+                        return self.reply(200, daemon.local[ref])
+                    return self.reply(404, {"message": "No such image: " + ref})
+                if path.startswith(prefix + "/distribution/") and path.endswith("/json"):
+                    ref = path[len(prefix + "/distribution/"):-len("/json")]
+                    if not self.authorised(auth):
+                        return self.reply(401, {"message": "unauthorized: authentication required"})
+                    if ref not in daemon.registry:
+                        return self.reply(404, {"message": "manifest unknown"})
+                    return self.reply(200, {"Descriptor": {"digest": daemon.registry[ref]}})
+                return self.reply(404, {"message": "page not found"})
+
+            def do_POST(self):
+                url = urlsplit(self.path)
+                path, auth, query = unquote(url.path), self.auth(), parse_qs(url.query)
+                daemon.requests.append(("POST", path, auth))
+                assert path == "/v%s/images/create" % daemon.api_version, path
+                repository, tag = query["fromImage"][0], query["tag"][0]
+                ref = repository + ("@" if tag.startswith("sha256:") else ":") + tag
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                lines = [{"status": "Pulling from " + repository, "id": tag},
+                         {"status": "Downloading", "progressDetail": {"current": 1, "total": 2}, "id": "layer"}]
+                if not self.authorised(auth):
+                    lines.append({"errorDetail": {"message": "unauthorized: authentication required"},
+                                  "error": "unauthorized: authentication required"})
+                elif daemon.pull_error:
+                    lines.append({"errorDetail": {"message": daemon.pull_error}, "error": daemon.pull_error})
+                else:
+                    digest = daemon.registry[ref]
+                    daemon.local[ref] = {"Id": "sha256:id-of-" + digest[7:],
+                                         "RepoDigests": [repository + "@" + digest]}
+                    lines.append({"status": "Digest: " + digest})
+                for line in lines:
+                    chunk = json.dumps(line).encode() + b"\r\n"
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.write(b"0\r\n\r\n")
+
+        class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+            daemon_threads = True
+
+        class TLSServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+            daemon_threads = True
+
+            def get_request(self):
+                sock, address = super().get_request()
+                return tls.wrap_socket(sock, server_side=True), address
+
+        self.server = TLSServer(("127.0.0.1", 0), Handler) if tls else Server(str(path), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def publish(self, ref, digest):
+        self.registry[ref] = digest
+
+    def posts(self):
+        return [r for r in self.requests if r[0] == "POST"]
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    fake = FakeDaemon(tmp_path / "docker.sock")
+    yield fake
+    fake.server.shutdown()
+    fake.server.server_close()
+
+
+@pytest.fixture
+def home(tmp_path):
+    """A HOME whose Docker configuration holds the registry login, as docker_login writes it."""
+    home = tmp_path / "home"
+    (home / ".docker").mkdir(parents=True)
+    token = base64.b64encode(("%s:%s" % (LOGIN["username"], LOGIN["password"])).encode()).decode()
+    (home / ".docker" / "config.json").write_text(json.dumps({"auths": {REGISTRY: {"auth": token}}}))
+    return home
+
+
+def pull(tmp_path, home, name, check_mode=False, path=None, **options):
+    """Run the module once on localhost; return (rc, result)."""
+    args = dict(dict(name=name, docker_host="unix://%s" % (tmp_path / "docker.sock")), **options)
+    cmd = [str(Path(sys.executable).parent / "ansible"), "localhost", "-m", "llmserve.cluster.image_pull",
+           "-a", json.dumps(args)] + (["--check", "--diff"] if check_mode else ["--diff"])
+    env = {**os.environ, "HOME": str(home), "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+           "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+           "ANSIBLE_LOCALHOST_WARNING": "0", "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections")}
+    for var in ("DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_TLS", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH",
+                "DOCKER_API_VERSION"):
+        env.pop(var, None)
+    if path:
+        env["PATH"] = "%s:%s" % (path, env["PATH"])
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120, env=env)
+    out = json.loads(res.stdout[res.stdout.index("{"):])
+    return res.returncode, out["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+
+def test_missing_image_is_pulled_with_the_stored_login(tmp_path, home, daemon):
+    daemon.publish(IMAGE + ":1.0", "sha256:aaa")
+    rc, result = pull(tmp_path, home, IMAGE + ":1.0")
+    assert rc == 0, result
+    assert result["changed"] is True and result["image_id"] == "sha256:id-of-aaa"
+    assert "registry_digest" not in result, "a missing image is pulled without asking the registry first"
+    (post,) = daemon.posts()
+    assert post[2] == dict(LOGIN, email=None, serveraddress=REGISTRY)
+    assert result["diff"] == {"before": {"id": None}, "after": {"id": "sha256:id-of-aaa", "registry_digest": None}}
+
+
+def test_converged_image_is_left_alone_and_check_mode_says_so(tmp_path, home, daemon):
+    daemon.publish(IMAGE + ":1.0", "sha256:aaa")
+    daemon.local[IMAGE + ":1.0"] = {"Id": "sha256:old", "RepoDigests": [IMAGE + "@sha256:aaa"]}
+    for check_mode in (False, True):
+        rc, result = pull(tmp_path, home, IMAGE + ":1.0", check_mode=check_mode)
+        assert rc == 0, result
+        assert result["changed"] is False
+        assert result["image_id"] == "sha256:old" and result["registry_digest"] == "sha256:aaa"
+    assert daemon.posts() == []
+
+
+def test_new_digest_at_the_registry_check_mode_pulls_nothing_then_the_run_pulls(tmp_path, home, daemon):
+    daemon.local[IMAGE + ":1.0"] = {"Id": "sha256:old", "RepoDigests": [IMAGE + "@sha256:aaa"]}
+    daemon.publish(IMAGE + ":1.0", "sha256:bbb")
+    rc, would = pull(tmp_path, home, IMAGE + ":1.0", check_mode=True)
+    assert rc == 0 and would["changed"] is True and would["image_id"] == "sha256:old"
+    assert daemon.posts() == [], "check mode must not pull"
+    rc, pulled = pull(tmp_path, home, IMAGE + ":1.0")
+    assert rc == 0 and pulled["changed"] is True and pulled["image_id"] == "sha256:id-of-bbb"
+    assert pulled["registry_digest"] == would["registry_digest"] == "sha256:bbb"
+    assert pulled["diff"]["before"] == {"id": "sha256:old"}
+
+
+def test_no_tag_means_latest_and_a_digest_reference_is_kept(tmp_path, home, daemon):
+    daemon.publish(IMAGE + ":latest", "sha256:ccc")
+    rc, result = pull(tmp_path, home, IMAGE)
+    assert rc == 0 and result["image_id"] == "sha256:id-of-ccc"
+    daemon.publish(IMAGE + "@sha256:ddd", "sha256:ddd")
+    rc, result = pull(tmp_path, home, IMAGE + "@sha256:ddd")
+    assert rc == 0 and result["image_id"] == "sha256:id-of-ddd"
+    rc, again = pull(tmp_path, home, IMAGE + "@sha256:ddd")
+    assert rc == 0 and again["changed"] is False
+    assert ("GET", "/v1.43/distribution/%s@sha256:ddd/json" % IMAGE, dict(LOGIN, email=None, serveraddress=REGISTRY)) \
+        in daemon.requests
+
+
+def test_failure_in_the_pull_stream_fails_the_task(tmp_path, home, daemon):
+    daemon.publish(IMAGE + ":1.0", "sha256:aaa")
+    daemon.pull_error = "write /var/lib/docker/tmp: no space left on device"
+    rc, result = pull(tmp_path, home, IMAGE + ":1.0")
+    assert rc != 0 and result["failed"] is True
+    assert result["msg"] == "pulling %s:1.0 failed: %s" % (IMAGE, daemon.pull_error)
+
+
+def test_without_a_login_the_registry_refusal_is_reported(tmp_path, daemon):
+    daemon.publish(IMAGE + ":1.0", "sha256:bbb")
+    daemon.local[IMAGE + ":1.0"] = {"Id": "sha256:old", "RepoDigests": [IMAGE + "@sha256:aaa"]}
+    rc, result = pull(tmp_path, tmp_path / "empty-home", IMAGE + ":1.0", check_mode=True)
+    assert rc != 0
+    assert "401" in result["msg"] and "unauthorized: authentication required" in result["msg"]
+    assert all(auth is None for dummy, dummy2, auth in daemon.requests)
+
+
+def test_login_from_a_credential_helper(tmp_path, home, daemon):
+    (home / ".docker" / "config.json").write_text(json.dumps({"auths": {REGISTRY: {}}, "credsStore": "fake"}))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    helper = bin_dir / "docker-credential-fake"
+    helper.write_text("#!/bin/sh\nserver=$(cat)\n[ \"$1\" = get ] && [ \"$server\" = %s ] || "
+                      "{ echo 'credentials not found in native keychain'; exit 1; }\n"
+                      "echo '{\"ServerURL\": \"%s\", \"Username\": \"%s\", \"Secret\": \"%s\"}'\n"
+                      % (REGISTRY, REGISTRY, LOGIN["username"], LOGIN["password"]))
+    helper.chmod(0o755)
+    daemon.publish(IMAGE + ":1.0", "sha256:aaa")
+    rc, result = pull(tmp_path, home, IMAGE + ":1.0", path=bin_dir)
+    assert rc == 0, result
+    (post,) = daemon.posts()
+    assert post[2] == {"ServerAddress": REGISTRY, "Username": LOGIN["username"], "Password": LOGIN["password"]}
+
+
+def test_tls_to_a_tcp_daemon_verifies_its_certificate(tmp_path, home):
+    """validate_certs with ca_path and tls_hostname; a wrong name is refused."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=docker.test", "-addext", "subjectAltName=DNS:docker.test", "-keyout",
+                    str(tmp_path / "key.pem"), "-out", str(tmp_path / "ca.pem")], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "ca.pem", tmp_path / "key.pem")
+    fake = FakeDaemon(None, tls=context)
+    try:
+        fake.publish(IMAGE + ":1.0", "sha256:aaa")
+        host = "tcp://127.0.0.1:%d" % fake.server.server_address[1]
+        rc, result = pull(tmp_path, home, IMAGE + ":1.0", docker_host=host, validate_certs=True,
+                          ca_path=str(tmp_path / "ca.pem"), tls_hostname="docker.test")
+        assert rc == 0 and result["image_id"] == "sha256:id-of-aaa", result
+        rc, result = pull(tmp_path, home, IMAGE + ":1.0", docker_host=host, validate_certs=True,
+                          ca_path=str(tmp_path / "ca.pem"))
+        assert rc != 0 and "certificate" in result["msg"].lower(), result
+        rc, result = pull(tmp_path, home, IMAGE + ":1.0", docker_host=host, tls=True)
+        assert rc == 0 and result["changed"] is False, result
+    finally:
+        fake.server.shutdown()
+        fake.server.server_close()
+
+
+def test_daemon_too_old_or_absent_is_named(tmp_path, home, daemon):
+    daemon.api_version = "1.24"
+    rc, result = pull(tmp_path, home, IMAGE + ":1.0")
+    assert rc != 0 and "Docker API version is 1.24; this module needs 1.30 or newer" in result["msg"]
+    rc, result = pull(tmp_path, home, IMAGE + ":1.0", docker_host="unix://%s" % (tmp_path / "nowhere.sock"))
+    assert rc != 0 and result["msg"].startswith("cannot talk to the Docker daemon at unix://")
+    rc, result = pull(tmp_path, home, IMAGE + ":1.0", docker_host="ssh://root@host")
+    assert rc != 0 and "only unix:// and tcp:// are supported" in result["msg"]
+
+
+def test_module_imports_nothing_from_another_collection():
+    source = (REPO / "plugins/modules/image_pull.py").read_text()
+    assert "ansible_collections." not in source and "extends_documentation_fragment" not in source
