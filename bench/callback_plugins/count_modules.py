@@ -15,7 +15,7 @@ DOCUMENTATION = """
 name: count_modules
 type: aggregate
 short_description: counts module executions per host (bench/deploy.py)
-description: Writes {host: count} to $LLMSERVE_COUNT_FILE at the end of the run.
+description: Writes a JSON mapping of host to count to $LLMSERVE_COUNT_FILE at the end of the run.
 """
 
 CONTROLLER_ONLY = {"set_fact", "group_by", "add_host", "debug", "assert", "fail", "meta", "include_tasks",
