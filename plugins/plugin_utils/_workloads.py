@@ -40,11 +40,11 @@ def workload(name, system, instance, phase=0, container=None, service=None, file
                 remove=sorted(set(remove)))
 
 
-def _ready(url, path="/health", wait=600, delay=2, tls=None):
-    """engine_probe's arguments: the base URL, the health path, how long to wait and how often to ask."""
-    base, slash, rest = url.partition("://")[2].partition("/")
-    ready = dict(url=url[:url.index("://") + 3] + base, path=path if not rest else slash + rest, wait=wait,
-                 delay=delay)
+def _ready(url, wait, delay, tls=None):
+    """engine_probe's arguments from a health URL: its base and path, how long to wait and how often to ask."""
+    scheme, rest = url.split("://", 1)
+    address, slash, path = rest.partition("/")
+    ready = dict(url="%s://%s" % (scheme, address), path=slash + path, wait=wait, delay=delay)
     if tls:
         ready.update(ca=tls["ca"], cert=tls["cert"], key=tls["key"])
     return ready
@@ -68,12 +68,10 @@ def _engines(inv, inst):
         host = m["host"]
         files = [dict(path=m["env_file"], mode="0640", env=m["env"])]
         files += [dict(path=f["path"], mode="0640", content=f["content"]) for f in m["files"]]
-        ready = None
-        if m.get("health_url"):
-            ready = _ready(m["health_url"], wait=inv.integer(host, "llmserve_vllm_health_retries", 1)
-                           * inv.integer(host, "llmserve_vllm_health_delay", 1),
-                           delay=inv.integer(host, "llmserve_vllm_health_delay", 1))
-        tables = {posixpath.dirname(m["env"][k]) for k in ("GLOBAL_RANK_TABLE_FILE_PATH",) if k in m["env"]}
+        delay = inv.integer(host, "llmserve_vllm_health_delay", 1)
+        ready = _ready(m["health_url"], inv.integer(host, "llmserve_vllm_health_retries", 1) * delay, delay) \
+            if m.get("health_url") else None
+        table = m["env"].get("GLOBAL_RANK_TABLE_FILE_PATH")
         out.append((host, workload(
             m["container"], "vllm", inst["name"],
             container=_container(m, env_file=m["env_file"], volumes=m["volumes"], devices=m.get("device_nodes") or [],
@@ -81,7 +79,7 @@ def _engines(inv, inst):
                                  pid_mode=m.get("pid_mode"), shm_size=str(inv.get(host, "llmserve_vllm_shm_size")),
                                  stop_timeout=inv.integer(host, "llmserve_vllm_stop_timeout", 0)),
             files=files, secrets=_secrets(m), ready=ready, restart_after=[f["path"] for f in m["files"]],
-            remove=[f["path"] for f in files] + sorted(tables))))
+            remove=[f["path"] for f in files] + ([posixpath.dirname(table)] if table else []))))
     return out
 
 
@@ -91,13 +89,12 @@ def _front_door(inv, door):
     for m in door.get("members", []):
         host = m["host"]
         config = (m.get("nginx") or {}).get("config")
+        delay = inv.integer(host, "llmserve_proxy_health_delay", 1)
         out.append((host, workload(
             m["container"], "front_door", "front-door",
             container=_container(m, volumes=m.get("volumes"),
                                  stop_timeout=inv.integer(host, "llmserve_proxy_stop_timeout", 0)),
-            ready=_ready(m["health_url"], wait=inv.integer(host, "llmserve_proxy_health_retries", 1)
-                         * inv.integer(host, "llmserve_proxy_health_delay", 1),
-                         delay=inv.integer(host, "llmserve_proxy_health_delay", 1)),
+            ready=_ready(m["health_url"], inv.integer(host, "llmserve_proxy_health_retries", 1) * delay, delay),
             restart_after=[config] if config else [], remove=[posixpath.dirname(config)] if config else [])))
     return out
 
@@ -145,8 +142,7 @@ def _mindie(inv, inst, earlier):
                                  volumes=m["volumes"], devices=m.get("device_nodes") or [],
                                  shm_size=str(inv.get(host, "llmserve_mindie_shm_size")) if server else None,
                                  stop_timeout=inv.integer(host, "llmserve_mindie_stop_timeout", 0)),
-            ready=_ready(m["health_url"], wait=wait, delay=inv.integer(host, "llmserve_mindie_poll_delay", 1),
-                         tls=tls),
+            ready=_ready(m["health_url"], wait, inv.integer(host, "llmserve_mindie_poll_delay", 1), tls),
             restart_after=reads + earlier, remove=[m["host_dir"]])))
     return out
 
@@ -183,16 +179,16 @@ def build(inv, instances, doors):
     return {h: sorted(items, key=lambda w: w["phase"]) for h, items in hosts.items()}
 
 
-GROUPS = {  # inventory group of the deploy stages -> the systems whose workloads put a host in it
-    "llmserve_engines": ("vllm",), "llmserve_front_door": ("front_door",), "llmserve_ray": ("ray",),
-    "llmserve_mindie": ("mindie",), "llmserve_xinference": ("xinference",), "llmserve_gpustack": ("gpustack",),
+GROUPS = {  # system of a workload -> the inventory group of the deploy stages it puts its host in
+    "vllm": "llmserve_engines", "front_door": "llmserve_front_door", "ray": "llmserve_ray", "mindie": "llmserve_mindie",
+    "xinference": "llmserve_xinference", "gpustack": "llmserve_gpustack",
 }
 
 
 def groups(workloads, accelerator):
     """The stage groups a host belongs to (the first play adds it to them, as kubespray's dynamic_groups)."""
     systems = {w["system"] for w in workloads}
-    found = [g for g, owners in GROUPS.items() if systems & set(owners)]
+    found = [GROUPS[s] for s in systems]
     if str(accelerator).startswith("ascend") or "mindie" in systems:   # the hosts the ranktable stage writes to
         found.append("llmserve_ascend")
     return ["llmserve_cluster"] + sorted(found)
