@@ -45,7 +45,7 @@ SPEC = load_spec()
 DEFAULTS = {name: option["default"] for name, option in SPEC.items() if option.get("default") is not None}
 # what the collection itself sets while it runs (the facts of the plan, ranktable and npu_facts modules, the files
 # a stage changed): they reach hostvars by the next stage's plan, a user sets none of them
-FACTS = frozenset(("llmserve_plan", "llmserve_ranktables", "llmserve_npu", "llmserve_changed_paths"))
+FACTS = frozenset(("llmserve_plan", "llmserve_ranktables", "llmserve_npu", "llmserve_changed_paths", "llmserve_state"))
 MAX_PORT = 65535
 
 

@@ -52,7 +52,7 @@ def clean_bed(testbed):
     (another inventory's engines would hold the ports this one plans)."""
     for host in BED_HOSTS:
         on_host(host, "docker rm -f $(docker ps -aq --filter label=io.llmserve.cluster) >/dev/null 2>&1; "
-                      "rm -rf /etc/llmserve")
+                      "rm -rf /etc/llmserve /var/lib/llmserve")
     return testbed
 
 

@@ -1,8 +1,11 @@
-"""The real 2P1D vLLM cluster on the test bed: an engine killed by hand comes back by itself while the
-router keeps answering, stop_server stops gracefully, and clean_up leaves nothing of ours on the hosts."""
+"""The real 2P1D vLLM cluster on the test bed: a re-run on the converged cluster only checks it (one module per
+host) and a change by hand or in the inventory is found and deployed; an engine killed by hand comes back by itself
+while the router keeps answering, stop_server stops gracefully, and clean_up leaves nothing of ours on the hosts."""
 import json
+import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
 from conftest import REPO, ansible_playbook, on_host
 
@@ -26,9 +29,52 @@ def healthy(url):
         return False
 
 
-def test_kill_stop_start_and_clean_up(clean_bed):
+def counted_run(*args):
+    """site.yml with the json callback: (why it deploys or that nothing is to deploy, changed per host, module
+    executions per host), from bench's callback."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as counts:
+        res = ansible_playbook(SITE, "-i", str(EXAMPLE), *args, env={
+            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "LLMSERVE_COUNT_FILE": counts.name,
+            "ANSIBLE_CALLBACK_PLUGINS": str(REPO / "bench" / "callback_plugins"),
+            "ANSIBLE_CALLBACKS_ENABLED": "count_modules"})
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+        executions = json.loads(Path(counts.name).read_text())
+    run = json.loads(res.stdout)
+    (why,) = [next(iter(t["hosts"].values()))["msg"] for play in run["plays"] for t in play["tasks"]
+              if t["task"]["name"].startswith("Say whether the cluster is deployed again")]
+    return why, {h: s["changed"] for h, s in run["stats"].items()}, executions
+
+
+def test_converged_rerun_drift_kill_stop_start_and_clean_up(clean_bed):
     res = ansible_playbook(SITE, "-i", str(EXAMPLE))
     assert res.returncode == 0, res.stdout[-3000:]
+
+    # converged: one module execution per host (deploy_state's check), nothing changed
+    why, changed, executions = counted_run()
+    assert why.startswith("every host runs as its last deploy left it"), why
+    assert set(changed.values()) == {0}, changed
+    assert executions == {"node1": 1, "node2": 1, "node3": 1, "node4": 1}, executions
+
+    # a change by hand is found, named, and undone; only what differed changes
+    env_file = "/etc/llmserve/llmserve-prefill-node2.env"
+    before = on_host("node2", "cat " + env_file).stdout
+    on_host("node2", "echo EXTRA=1 >> " + env_file)
+    on_host("node3", "docker stop llmserve-decode-node3")
+    why, changed, executions = counted_run()
+    assert why["node2"] == ["file %s is changed since the last deploy" % env_file], why
+    assert why["node3"][0] == "container llmserve-decode-node3 is exited", why
+    assert set(why) == {"node2", "node3"}, why
+    assert changed == {"node1": 0, "node2": 1, "node3": 1, "node4": 0, "node5": 0}, changed
+    assert on_host("node2", "cat " + env_file).stdout == before
+    assert healthy("http://172.31.240.13:8000/health")
+
+    # a variable changed in the inventory deploys every host (nothing to change there but the record); then converged
+    why, changed, executions = counted_run("-e", "llmserve_vllm_health_delay=2")
+    assert set(why) == {"node1", "node2", "node3", "node4"}, why
+    assert why["node1"] == ["the inventory, its variables or the collection changed since the last deploy"], why
+    assert changed == {"node1": 1, "node2": 1, "node3": 1, "node4": 1, "node5": 0}, changed
+    why, changed, executions = counted_run("-e", "llmserve_vllm_health_delay=2")
+    assert why.startswith("every host runs as its last deploy left it") and set(changed.values()) == {0}, why
 
     restarts = on_host("node2", "docker inspect -f '{{.RestartCount}}' llmserve-prefill-node2").stdout.strip()
     kill = on_host("node2", "kill -9 $(docker inspect -f '{{.State.Pid}}' llmserve-prefill-node2)")
@@ -56,5 +102,5 @@ def test_kill_stop_start_and_clean_up(clean_bed):
     res = ansible_playbook(SITE, "-i", str(EXAMPLE), "--tags", "clean_up")
     assert res.returncode == 0, res.stdout[-3000:]
     for host in ("node1", "node2", "node3", "node4"):
-        left = on_host(host, "docker ps -aq --filter label=io.llmserve.cluster; ls /etc/llmserve 2>/dev/null")
+        left = on_host(host, "docker ps -aq --filter label=io.llmserve.cluster; ls /etc/llmserve 2>/dev/null; ls /var/lib/llmserve 2>/dev/null")
         assert left.stdout.strip() == "", (host, left.stdout)

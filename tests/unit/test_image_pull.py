@@ -34,6 +34,7 @@ class FakeDaemon:
         self.registry = {}   # reference -> digest
         self.requests = []   # (method, path, decoded X-Registry-Auth or None)
         self.pull_error = None
+        self.containers = {}  # name -> inspection (deploy_state's tests)
         daemon = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -62,9 +63,14 @@ class FakeDaemon:
                 url = urlsplit(self.path)
                 path, auth = unquote(url.path), self.auth()
                 daemon.requests.append(("GET", path, auth))
-                if path == "/version":
-                    return self.reply(200, {"ApiVersion": daemon.api_version})
                 prefix = "/v%s" % daemon.api_version
+                if path in ("/version", prefix + "/version"):
+                    return self.reply(200, {"ApiVersion": daemon.api_version, "Version": "27.5.1"})
+                if path.startswith(prefix + "/containers/") and path.endswith("/json"):
+                    name = path[len(prefix + "/containers/"):-len("/json")]
+                    if name in daemon.containers:
+                        return self.reply(200, daemon.containers[name])
+                    return self.reply(404, {"message": "No such container: " + name})
                 if path.startswith(prefix + "/images/") and path.endswith("/json"):
                     ref = path[len(prefix + "/images/"):-len("/json")]
                     if ref in daemon.local:
@@ -148,7 +154,12 @@ def home(tmp_path):
 def pull(tmp_path, home, name, check_mode=False, path=None, **options):
     """Run the module once on localhost; return (rc, result)."""
     args = dict(dict(name=name, docker_host="unix://%s" % (tmp_path / "docker.sock")), **options)
-    cmd = [str(Path(sys.executable).parent / "ansible"), "localhost", "-m", "llmserve.cluster.image_pull",
+    return run_module("llmserve.cluster.image_pull", args, home, check_mode, path)
+
+
+def run_module(module, args, home, check_mode=False, path=None):
+    """Run a module of this collection once on localhost, with HOME and PATH as given; return (rc, result)."""
+    cmd = [str(Path(sys.executable).parent / "ansible"), "localhost", "-m", module,
            "-a", json.dumps(args)] + (["--check", "--diff"] if check_mode else ["--diff"])
     env = {**os.environ, "HOME": str(home), "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
            "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
@@ -279,5 +290,10 @@ def test_daemon_too_old_or_absent_is_named(tmp_path, home, daemon):
 
 
 def test_module_imports_nothing_from_another_collection():
-    source = (REPO / "plugins/modules/image_pull.py").read_text()
-    assert "ansible_collections." not in source and "extends_documentation_fragment" not in source
+    """Only this collection's own module_utils and fragments: no other collection's internals to break under us."""
+    import re
+    for path in ("plugins/modules/image_pull.py", "plugins/modules/deploy_state.py", "plugins/module_utils/docker_api.py"):
+        source = (REPO / path).read_text()
+        assert re.findall(r"ansible_collections\.(\w+\.\w+)", source) in ([], ["llmserve.cluster"]), path
+        assert re.findall(r"^  - (\S+)$", source.split("extends_documentation_fragment:")[-1], re.M)[:1] in (
+            [], ["llmserve.cluster.docker_daemon"]), path
