@@ -5,8 +5,9 @@
     .venv/bin/python bench/deploy.py [--hosts 4 16]
 
 For each size: bring the bed to that many hosts, remove the engines and the image from every host,
-then time a cold `site.yml` (split into pull, start and health from each task's own duration) and a
-no-change re-run, and Ansible's own floor on the same hosts (one play running ansible.builtin.ping). For each
+then time a cold `site.yml` (split into pull, start and health from each task's own duration), a
+no-change re-run (deploy_state finds the cluster converged), the same with every task (llmserve_full_run), and
+Ansible's own floor on the same hosts (one play running ansible.builtin.ping). For each
 run it counts the module executions per host (bench/callback_plugins/count_modules.py: results of actions that
 run on the host, each loop item one; set_fact, group_by, assert and the like run on the controller and cost none).
 Prints the figures and writes bench/results/deploy.json. Goals (issue 13): a no-change re-run of a host running
@@ -114,12 +115,17 @@ def measure(hosts):
                             "docker rmi -f %s/%s %s/%s >/dev/null 2>&1 || true" % (registry, SIM, registry, ROUTER)])
         cold, cold_run = site(inv)
         rerun, rerun_run = site(inv)
+        # every task of every stage, as a re-run went before deploy_state (and as molecule's idempotence step runs)
+        full, full_run = site(inv, "-e", "llmserve_full_run=true")
         floor, floor_run = site(inv, playbook=FLOOR)
         site(inv, "--tags", "clean_up")
     return dict(hosts=hosts, cold_seconds=round(cold, 2), cold_stages=stages(cold_run), cold_changed=changed(cold_run),
                 cold_executions_engine_host=engine_host_executions(cold_run, hosts),
                 rerun_seconds=round(rerun, 2), rerun_changed=changed(rerun_run),
                 rerun_executions_engine_host=engine_host_executions(rerun_run, hosts),
+                full_rerun_seconds=round(full, 2), full_rerun_changed=changed(full_run),
+                full_rerun_executions_engine_host=engine_host_executions(full_run, hosts),
+                full_rerun_over_floor=round(full / floor, 2),
                 floor_seconds=round(floor, 2), floor_executions_per_host=max(floor_run["executions"].values()),
                 rerun_over_floor=round(rerun / floor, 2), cold_over_floor=round(cold / floor, 2))
 
@@ -137,6 +143,9 @@ def main():
         print("          module executions on an engine host: cold %d, re-run %d (floor %d); re-run / floor %.2f, "
               "cold / floor %.2f" % (r["cold_executions_engine_host"], r["rerun_executions_engine_host"],
                                      r["floor_executions_per_host"], r["rerun_over_floor"], r["cold_over_floor"]))
+        print("          every task (llmserve_full_run): %.1f s (changed=%d), %d module executions on an engine host, "
+              "/ floor %.2f" % (r["full_rerun_seconds"], r["full_rerun_changed"], r["full_rerun_executions_engine_host"],
+                                r["full_rerun_over_floor"]))
     if len(results) > 1:
         print("cold %d hosts / %d hosts: %.2f" % (results[-1]["hosts"], results[0]["hosts"],
                                                   results[-1]["cold_seconds"] / results[0]["cold_seconds"]))
