@@ -309,7 +309,7 @@ ELEMENT_WORDS = {"int": ("whole numbers", [8000, 8001]), "str": ("strings", ["--
 _VALIDATORS = {}
 
 
-def _convert(name, value):
+def _convert(name, value, choices=True):
     """(True, value as Ansible converts a module option of the spec's type) or (False, None) when it cannot.
 
     Scalars convert as Ansible converts them ("8001" -> 8001, "yes" -> true). A list must be a list and a mapping a
@@ -321,10 +321,10 @@ def _convert(name, value):
     wanted = {"list": list, "dict": dict}.get(kind)
     if wanted and not isinstance(value, wanted) or kind in ("str", "path") and isinstance(value, (list, dict)):
         return False, None
-    validator = _VALIDATORS.get(name)
+    validator = _VALIDATORS.get((name, choices))
     if validator is None:
-        spec = {key: option[key] for key in ("type", "elements", "choices") if key in option}
-        validator = _VALIDATORS[name] = ArgumentSpecValidator({name: spec})
+        spec = {key: option[key] for key in ("type", "elements", "choices")[:3 if choices else 2] if key in option}
+        validator = _VALIDATORS[name, choices] = ArgumentSpecValidator({name: spec})
     result = validator.validate({name: value})
     if result.error_messages:
         return False, None
@@ -333,7 +333,10 @@ def _convert(name, value):
 
 def _typed(hostvars):
     """Each host's variables with every llmserve_* value it sets converted to the spec's type ("8001" -> 8001),
-    and [(host, name, value)] of those that do not convert: they stay as given, for the planner's own checks."""
+    and [(host, name, value)] of those that do not convert. A value of the right type but not one of the choices
+    stays, converted, for the planner's own more telling checks; one of the wrong type is taken out (the planner
+    goes on with the default, so every other problem is found too and nothing reads a list where it wants a name),
+    and the type problem names it."""
     typed, mistyped, seen = {}, [], {}
     for host, variables in hostvars.items():
         typed[host] = converted = dict(variables)
@@ -345,10 +348,13 @@ def _typed(hostvars):
             if key not in seen:
                 seen[key] = _convert(name, value)
             ok, good = seen[key]
+            if not ok:
+                mistyped.append((host, name, value))
+                ok, good = _convert(name, value, choices=False) if "choices" in SPEC[name] else (False, None)
             if ok:
                 converted[name] = good
             else:
-                mistyped.append((host, name, value))
+                del converted[name]
     return typed, mistyped
 
 
@@ -393,13 +399,20 @@ def type_message(name, value):
 
 def _check_variables(inv, given, mistyped, instances):
     """Problems of the variables themselves, after planning:
-    - a value that is not of its spec's type, unless the planner said so of the same variable and value already;
+    - a value that is not of its spec's type (one not among its choices only unless the planner said so of the same
+      variable and value already);
     - an llmserve_* name the spec does not know ("did you mean ...?");
     - a variable read on the master of a multi-host instance, set to another value on one of its other hosts,
       where the plan reads it nowhere: it would be silently ignored."""
+    # a value of the wrong type was taken out before planning: what the planner said of that variable there came
+    # from the default, not from what the user wrote; the type problem replaces it
+    removed = {(host, name) for host, name, value in mistyped if name not in inv.hostvars.get(host, {})}
+    inv.problems[:] = [p for p in inv.problems if (p.host, p.variable) not in removed]
     said = {(p.variable, repr(given.get(p.host, {}).get(p.variable))) for p in inv.problems if p.host}
     flagged = {p.variable for p in inv.problems}
-    for host, name, value in sorted(mistyped, key=lambda m: (m[1], m[0])):
+    # a mistake shared by many hosts is said once, of the first of them in the inventory's order
+    order = {h: i for i, h in enumerate(dict.fromkeys(h for hosts in inv.groups.values() for h in hosts))}
+    for host, name, value in sorted(mistyped, key=lambda m: (m[1], order.get(m[0], len(order)), m[0])):
         if (name, repr(value)) not in said:     # one problem for a mistake shared by many hosts
             said.add((name, repr(value)))
             inv.problem(host, name, type_message(name, value))

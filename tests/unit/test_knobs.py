@@ -208,9 +208,10 @@ def test_a_value_of_the_wrong_type_fails_naming_host_and_variable(kind, variable
 
 
 def test_a_wrong_type_shared_by_every_host_is_reported_once():
+    """Said once, of the first host in the inventory's order (the first the user reads)."""
     problems = problems_of(*native(["p0", "p1"], ["d0"], common=dict(llmserve_ray_port="six")))
     assert [str(p) for p in problems] == [
-        "d0: llmserve_ray_port: must be a whole number (int), e.g. 6379, got 'six'"]
+        "p0: llmserve_ray_port: must be a whole number (int), e.g. 6379, got 'six'"]
 
 
 def test_a_secret_of_the_wrong_type_is_not_shown():
@@ -236,9 +237,10 @@ def test_the_planner_reads_the_converted_values():
     typed, mistyped = _typed({"h": {"llmserve_vllm_port": "8001", "llmserve_moe_model": "no", "llmserve_instance": 3,
                                     "llmserve_devices": [0, 1], "llmserve_api_key": "<set>", "ansible_host": "10.0.0.1",
                                     "llmserve_ray_port": "x", "llmserve_model": None}})
+    # a value of the wrong type is taken out: the planner goes on with the default, the type problem names it
     assert typed == {"h": {"llmserve_vllm_port": 8001, "llmserve_moe_model": False, "llmserve_instance": "3",
                            "llmserve_devices": [0, 1], "llmserve_api_key": "<set>", "ansible_host": "10.0.0.1",
-                           "llmserve_ray_port": "x", "llmserve_model": None}}
+                           "llmserve_model": None}}
     assert mistyped == [("h", "llmserve_ray_port", "x")]
 
 

@@ -316,6 +316,10 @@ def test_old_daemon_reads_mies_config_json_path(bed):
     paths = bed.write_all()
     s = bed.start("mindieservice_daemon", [], bed.env(MIES_CONFIG_JSON_PATH=str(paths[0])), log="old")
     wait_http(s, bed.mgmt(0) + "/v2/health/ready")
+    # the daemon says so once its last port listens, a moment after the management port answers
+    deadline = time.monotonic() + 30
+    while "Daemon start success!" not in s.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert "Daemon start success!" in s.output()
     must_fail(bed.start("mindieservice_daemon", ["--config-file", str(paths[0])], log="old2"), "unknown argument")
 

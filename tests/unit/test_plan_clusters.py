@@ -369,7 +369,7 @@ XINF_BAD = {
         "sup: llmserve_xinference_models: must be a list of launch requests"),
     "auth not a boolean": (
         lambda: xinference(common=dict(llmserve_xinference_auth="maybe")),
-        "sup: llmserve_xinference_auth: must be true or false, got 'maybe'"),
+        "sup: llmserve_xinference_auth: must be true or false (bool), e.g. true, got 'maybe'"),
 }
 
 
@@ -575,4 +575,4 @@ def test_example_gpustack_ha():
 
 def test_ray_a_bad_vllm_env_is_reported_once_though_head_and_vllm_both_use_it():
     assert problems_of(*ray(0, common=dict(llmserve_vllm_env=["NCCL_DEBUG=INFO"]))) == [
-        "head: llmserve_vllm_env: must be a mapping of NAME: value, got ['NCCL_DEBUG=INFO']"]
+        "head: llmserve_vllm_env: must be a mapping (dict), e.g. {VLLM_LOGGING_LEVEL: DEBUG}, got ['NCCL_DEBUG=INFO']"]

@@ -133,8 +133,8 @@ def lmcache(config, **common):
 
 @pytest.mark.parametrize("config,parts", [
     (None, ["needs LMCache's configuration as a mapping", "got None"]),
-    ("remote_url: lm://cache:65432", ["as a mapping", "got 'remote_url"]),
-    (["chunk_size"], ["as a mapping"]),
+    ("remote_url: lm://cache:65432", ["must be a mapping (dict)", "got 'remote_url"]),
+    (["chunk_size"], ["must be a mapping (dict)"]),
     ({"enable_pd": True, "chunk_size": 256}, ["enable_pd", "vllm-router"]),
 ], ids=["missing", "string", "list", "enable_pd"])
 def test_lmcache_needs_a_config_mapping_without_enable_pd(config, parts):

@@ -314,7 +314,7 @@ def test_group_problems(groups_change, expected):
                                             "same machine; choose another port"),
     ({"llmserve_mindie_server_metrics_port": 80}, "s0: llmserve_mindie_server_metrics_port: port 80 of "
                                                   "mindie-server-metrics is outside 1024-65535, the ports MindIE accepts"),
-    ({"llmserve_mindie_server_port": "http"}, "s0: llmserve_mindie_server_port: must be a whole number, got 'http'"),
+    ({"llmserve_mindie_server_port": "http"}, "s0: llmserve_mindie_server_port: must be a whole number (int), e.g. 1025, got 'http'"),
     ({"llmserve_reserved_ports": [1121]}, "s0: llmserve_mindie_server_inter_comm_port: port 1121 of "
                                           "mindie-server-inter-comm (mindie-server-s0) is already taken by reserved"),
     ({"llmserve_mindie_env": {"MINDIE_MS_COORDINATOR_PORT": "1026"}}, "s0: llmserve_mindie_env: MINDIE_MS_COORDINATOR_PORT "
