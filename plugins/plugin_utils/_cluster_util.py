@@ -172,6 +172,10 @@ def log_options(inv, host):
             "max-file": str(inv.integer(host, "llmserve_docker_log_max_file", 1))}
 
 
+def host_port(address, number):
+    """address:port, an IPv6 address in brackets ([fd00::1]:8000), as URLs, nginx and Ray's addresses want it."""
+    return "%s:%d" % ("[%s]" % address if ":" in address else address, number)
+
+
 def url(address, number, path="", tls=False):
-    host = "[%s]" % address if ":" in address else address
-    return "%s://%s:%d%s" % ("https" if tls else "http", host, number, path)
+    return "%s://%s%s" % ("https" if tls else "http", host_port(address, number), path)

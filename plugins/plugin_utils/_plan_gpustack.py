@@ -58,8 +58,8 @@ from __future__ import annotations
 
 import re
 
-from ._cluster_util import (boolean, claim_range, is_set, mapping, one_value, port, port_range, secret, single,
-                            strings, url)
+from ._cluster_util import (boolean, claim_range, host_port, is_set, mapping, one_value, port, port_range, secret,
+                            single, strings, url)
 from ._planner import SECRET_PLACEHOLDER
 
 GROUPS = ("gpustack_server", "gpustack_worker", "gpustack_database", "gpustack_lb")
@@ -124,11 +124,11 @@ def _database(inv, ports, lead, servers):
                   argv=["postgres", "-p", str(number), "-c", "listen_addresses=%s" % address],
                   env={"POSTGRES_DB": name, "POSTGRES_USER": user},
                   secret_env={"POSTGRES_PASSWORD": secret("llmserve_gpustack_database_password", db_host)},
-                  health=["tcp://%s:%d" % (address, number)],
+                  health=["tcp://" + host_port(address, number)],
                   ready_command=["pg_isready", "-h", address, "-p", str(number), "-U", user, "-d", name])
-    fmt = "postgresql://%s:{}@%s:%d/%s" % (user, "[%s]" % address if ":" in address else address, number, name)
+    fmt = "postgresql://%s:{}@%s/%s" % (user, host_port(address, number), name)
     entry = dict(name="gpustack-database", kind="gpustack_database", hosts=[db_host], master=db_host,
-                 endpoints=["postgresql://%s:%d/%s" % (address, number, name)], members=[member], cluster="gpustack")
+                 endpoints=["postgresql://%s/%s" % (host_port(address, number), name)], members=[member], cluster="gpustack")
     return dict(kind="gpustack_database", secret=secret("llmserve_gpustack_database_password", db_host, fmt)), entry
 
 

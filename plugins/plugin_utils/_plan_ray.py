@@ -58,7 +58,8 @@ from __future__ import annotations
 
 import json
 
-from ._cluster_util import (ascend_devices, boolean, claim_range, device_requests, is_set, log_options, mapping, not_in_both,
+from ._cluster_util import (ascend_devices, boolean, claim_range, device_requests, host_port, is_set, log_options, mapping,
+                            not_in_both,
                             one_value, port, port_range, secret, strings, url)
 from ._planner import DEVICE_ENV
 
@@ -251,7 +252,7 @@ def _serve(inv, head, member, tp, pp):
         if argv.count(flag) > 1 or any(a.startswith(flag + "=") for a in argv):
             inv.problem(head, "llmserve_vllm_extra_args", "sets %s, which the plan sets; use the plan's variable "
                         "instead" % flag)
-    return argv, {"RAY_ADDRESS": "%s:%d" % (member["address"], member["gcs_port"])}
+    return argv, {"RAY_ADDRESS": host_port(member["address"], member["gcs_port"])}
 
 
 def _vllm_member(inv, head, member, vllm_env):
@@ -307,7 +308,7 @@ def plan(inv, ports):
     ctx = dict(head=head, image=image, devices=devices, runtimes=runtimes, auth=_auth(inv, head, nodes),
                start_extra=strings(inv, head, "llmserve_ray_start_extra_args"), vllm_env=mapping(inv, head, "llmserve_vllm_env"))
     head_member = _member(inv, ports, head, head, dict(ctx, gcs=None))
-    gcs = "%s:%d" % (head_member["address"], head_member["gcs_port"])
+    gcs = host_port(head_member["address"], head_member["gcs_port"])
     worker_members = [_member(inv, ports, h, head, dict(ctx, gcs=gcs)) for h in workers]
     if serving:
         head_member["port"] = port(inv, ports, head, "llmserve_vllm_port", "vllm-api", "ray-vllm")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 
-from ._cluster_util import ascend_devices, boolean, device_requests, log_options
+from ._cluster_util import ascend_devices, boolean, device_requests, log_options, url
 from ._planner import DEVICE_ENV
 from ._ranktable import ASCEND, member_paths, table_dir, vllm_ascend_path
 
@@ -172,9 +172,6 @@ def _check(inv, instances, door_group):
                             % (inst.name, len(devs), inst.tp, inst.pp, group))
     if not instances:
         return
-    lead = instances[0].master
-    inv.required(lead, "llmserve_model", "model path or name the engines serve")
-    inv.required(lead, "llmserve_image", "engine image, e.g. registry:5000/llmserve/vllm-cpu:0.32.0")
     # each instance reads these from its own master; a mistake shared by many is reported once
     reported = set()
 
@@ -182,6 +179,22 @@ def _check(inv, instances, door_group):
         if (variable, repr(value)) not in reported:
             reported.add((variable, repr(value)))
             inv.problem(host, variable, message)
+
+    for variable, what in (("llmserve_model", "model path or name the engines serve"),
+                           ("llmserve_image", "engine image, e.g. registry:5000/llmserve/vllm-cpu:0.32.0")):
+        for inst in instances:
+            if inv.get(inst.master, variable) in (None, ""):
+                once(inst.master, variable, None, "is not set%s; give the %s (for every group: group_vars/all)" % (
+                    "" if inst is instances[0] else " for %s, though %s has it" % (inst.name, instances[0].name)
+                    if inv.get(instances[0].master, variable) not in (None, "") else "", what))
+    # one front door sends each request to a prefill and a decode engine (or to any replica): one model for all
+    for variable in ("llmserve_model", "llmserve_served_model_name"):
+        first = instances[0]
+        for inst in instances[1:]:
+            mine, theirs = inv.get(inst.master, variable), inv.get(first.master, variable)
+            if mine not in (None, "") and theirs not in (None, "") and mine != theirs:
+                once(inst.master, variable, mine, "%s serves %r but %s serves %r; the front door sends one request "
+                     "to both, so every engine behind it must serve the same model" % (inst.name, mine, first.name, theirs))
 
     for inst in instances:
         connector = _connector(inv, inst)
@@ -431,6 +444,22 @@ def _engine_env(inv, inst, member, instances):
     return env
 
 
+def _check_extra_args(inv, host, planned, extra):
+    """An extra argument that repeats a flag the plan sets itself (a second --kv-transfer-config, --port) would win
+    over the plan's in vLLM's parser and break what the plan promised (ports, the connector): say which variable
+    sets it instead."""
+    owned = {a.split("=", 1)[0] for a in planned if a.startswith("--")}
+    for flag in [a.split("=", 1)[0] for a in extra if a.startswith("--")]:
+        message = ("%s is set by the plan itself (from the llmserve_* variables, e.g. llmserve_kv_connector and "
+                   "llmserve_kv_extra_config for --kv-transfer-config, llmserve_vllm_port for --port); remove it from "
+                   "the extra arguments" % flag)
+        # the same arguments given to every group are said once, of the first master
+        if flag in owned and not any(p.variable == "llmserve_vllm_extra_args" and p.message == message and
+                                     inv.get(p.host, "llmserve_vllm_extra_args") == inv.get(host, "llmserve_vllm_extra_args")
+                                     for p in inv.problems):
+            inv.problem(host, "llmserve_vllm_extra_args", message)
+
+
 def _host_devices(inst, host):
     return [d for m in inst.members if m["host"] == host for d in m["devices"]]
 
@@ -454,7 +483,9 @@ def _processes(inv, inst, instances, door_host):
         argv += _parallel_args(inst, member, start, dp)
         if kv:
             argv += ["--kv-transfer-config", kv]
-        argv += [str(a) for a in inv.get(inst.master, "llmserve_vllm_extra_args") or []]
+        extra = [str(a) for a in inv.get(inst.master, "llmserve_vllm_extra_args") or []]
+        _check_extra_args(inv, inst.master, argv, extra)
+        argv += extra
         container = "llmserve-%s" % inst.name
         if inst.layout == EXTERNAL_DP:
             container += "-r%d" % start
@@ -484,14 +515,14 @@ def _processes(inv, inst, instances, door_host):
         if inst.kind == "vllm_replica" and door_host and inv.get(door_host, "llmserve_api_key"):
             member["secret_env"]["VLLM_API_KEY"] = dict(variable="llmserve_api_key", host=door_host)
         if "port" in member:
-            member["health_url"] = "http://%s:%d/health" % (member["address"], member["port"])
+            member["health_url"] = url(member["address"], member["port"], "/health")
         start += member["local_dp"]
 
 
 def _entry(inst):
     for member in inst.members:
         member.update(instance=inst.name, role=inst.side)
-    endpoints = ["http://%s:%d" % (m["address"], m["port"]) for m in inst.members if "port" in m]
+    endpoints = [url(m["address"], m["port"]) for m in inst.members if "port" in m]
     return dict(name=inst.name, kind=inst.kind, hosts=list(inst.hosts), master=inst.master,
                 tensor_parallel_size=inst.tp, pipeline_parallel_size=inst.pp,
                 data_parallel_size=sum(m["local_dp"] for m in inst.members),
@@ -514,10 +545,10 @@ def _front_door(inv, ports, entries, group):
         else:
             port = inv.integer(host, "proxy_port", 1) + inv.integer(host, "node_rank", 0, default=0)
         ports.claim(host, port, "front-door", "front-door", "proxy_port")
-    address, url = inv.address(host), "http://%s:%d" % (inv.address(host), port)
+    address, door_url = inv.address(host), url(inv.address(host), port)
     retries = inv.integer(host, "llmserve_proxy_retries", 0)
     keyed = bool(inv.get(host, "llmserve_api_key"))
-    door = dict(host=host, url=url, health_url=url + "/health", members=[], api_key=keyed)
+    door = dict(host=host, url=door_url, health_url=door_url + "/health", members=[], api_key=keyed)
     kind = inv.get(host, "llmserve_proxy_type")
     if kind not in PROXY_TYPES:
         inv.problem(host, "llmserve_proxy_type", "must be one of %s, got %r" % (", ".join(PROXY_TYPES), kind))
@@ -564,7 +595,7 @@ def _nginx(inv, host, door, listen, retries, entries):
     else:
         image = inv.get(host, "llmserve_nginx_image")
         upstream = door["backends"]["replica"] if door["kind"] == "nginx" else [
-            "http://%s:%d" % tuple(door["members"][0]["listen"])]
+            url(*door["members"][0]["listen"])]
         settings.update(servers=_hostport(upstream))
         container, argv, mount = "llmserve-nginx", ["nginx", "-g", "daemon off;"], "/etc/nginx/nginx.conf"
     return dict(host=host, role="nginx", container=container, image=image, argv=argv,
@@ -594,7 +625,7 @@ def _router(inv, host, entries, listen, metrics, retries):
     for entry in entries:
         for member in entry["members"]:
             if "port" in member:
-                argv += ["--" + entry["kind"][len("vllm_"):], "http://%s:%d" % (member["address"], member["port"])]
+                argv += ["--" + entry["kind"][len("vllm_"):], url(member["address"], member["port"])]
                 if "mooncake_bootstrap_port" in member:
                     argv.append(str(member["mooncake_bootstrap_port"]))
     if any("mooncake_bootstrap_port" in m for e in entries for m in e["members"]):
@@ -606,7 +637,7 @@ def _router(inv, host, entries, listen, metrics, retries):
     argv += ["--retry-max-retries", str(retries)] if retries else ["--disable-retries"]
     argv += [str(a) for a in inv.get(host, "llmserve_proxy_extra_args") or []]
     return dict(host=host, role="router", container="llmserve-router", image=inv.get(host, "llmserve_proxy_image"), argv=argv,
-                listen=list(listen), health_url="http://%s:%d/health" % listen, log_options=log_options(inv, host))
+                listen=list(listen), health_url=url(*listen, path="/health"), log_options=log_options(inv, host))
 
 
 def plan(inv, ports):

@@ -41,7 +41,7 @@ Variables (read on the supervisor unless said otherwise; defaults in roles/defau
 
 from __future__ import annotations
 
-from ._cluster_util import boolean, is_set, mapping, one_value, port, secret, single, url
+from ._cluster_util import boolean, host_port, is_set, mapping, one_value, port, secret, single, url
 from ._planner import DEVICE_ENV
 
 GROUPS = ("xinference_supervisor", "xinference_worker")
@@ -131,7 +131,7 @@ def plan(inv, ports):
         if devices and device_var:
             member["env"][device_var] = ",".join(str(d) for d in devices)
         member["devices"] = devices
-        joined.append("%s:%d" % (address, member["worker_port"]))
+        joined.append(host_port(address, member["worker_port"]))
         members.append(member)
     # the supervisor's /status lists every joined worker as "<address>:<worker port>" (no auth needed)
     sup_entry["ready"] = dict(url=api + "/status", workers=joined)

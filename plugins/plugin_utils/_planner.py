@@ -12,6 +12,7 @@ The systems (``_plan_vllm`` for PD vLLM, ...) share this core: Inventory, Ports,
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import os
 import re
@@ -24,6 +25,8 @@ from . import _workloads
 PLAN_VERSION = 2
 ACCELERATORS = ("nvidia", "ascend_a2", "ascend_a3", "cpu")
 # the variable that tells an engine which devices are its own, per accelerator (none on CPU)
+# NPU numbers per host: 0-7 on A2, 0-15 (8 chips of 2 dies) on A3; GPU servers vary
+ASCEND_DEVICES = {"ascend_a2": 8, "ascend_a3": 16}
 DEVICE_ENV = {"nvidia": "CUDA_VISIBLE_DEVICES", "ascend_a2": "ASCEND_RT_VISIBLE_DEVICES",
               "ascend_a3": "ASCEND_RT_VISIBLE_DEVICES"}
 # Every llmserve_* variable a user may set, with its type, default and description: the argument spec of the
@@ -33,14 +36,17 @@ SPEC_FILE = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file
                                           "roles", "defaults", "meta", "argument_specs.yml"))
 
 
-def load_spec(path=SPEC_FILE):
-    """{variable: option} of the entry point main of the argument spec (type, default, choices, elements, ...)."""
+def load_spec(path=SPEC_FILE, entry="main"):
+    """{variable: option} of an entry point of the argument spec (type, default, choices, elements, ...): main has
+    the llmserve_* variables, inventory the inventory's own names the plan reads (ansible_host, omni-infer's)."""
     with open(path, "rb") as source:
         document = yaml.load(source, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    return document["argument_specs"]["main"]["options"]
+    return document["argument_specs"][entry]["options"]
 
 
 SPEC = load_spec()
+# the type of every variable the plan reads, ours and the inventory's own
+TYPES = dict(SPEC, **load_spec(entry="inventory"))
 # what Inventory.get falls back to: one table for every system
 DEFAULTS = {name: option["default"] for name, option in SPEC.items() if option.get("default") is not None}
 # what the collection itself sets while it runs (the facts of the plan, ranktable and npu_facts modules, the files
@@ -184,16 +190,25 @@ class Inventory:
             self.problem(host, name, "is not set; list the host's devices, e.g. \"0-7\"")
             return []
         try:
-            return parse_devices(value)
+            numbers = parse_devices(value)
         except ValueError as exc:
             self.problem(host, name, str(exc))
             return []
+        accelerator = self.get(host, "llmserve_accelerator")
+        most = ASCEND_DEVICES.get(accelerator) if isinstance(accelerator, str) else None
+        beyond = [n for n in numbers if most and n >= most]
+        if beyond:
+            self.problem(host, name, "device %d does not exist on an %s host (NPUs 0-%d)" % (beyond[0], accelerator, most - 1))
+            return [n for n in numbers if n < most]
+        return numbers
 
     def address(self, host):
         return str(self.get(host, "ansible_host") or host)
 
     def problem(self, host, variable, message):
-        self.problems.append(Problem(host, variable, message))
+        """Record a problem; the same one found again (by another member of the instance) is said once."""
+        if not any((p.host, p.variable, p.message) == (host, variable, message) for p in self.problems):
+            self.problems.append(Problem(host, variable, message))
 
 
 # variables the planner reads: ours, the connection address, and omni-infer's inventory names
@@ -257,10 +272,17 @@ def build_plan(groups, hostvars):
     engine_hosts = {h for i in instances for h in i["hosts"]}
     _check_hosts(inv, sorted(engine_hosts | {d["host"] for d in doors}), engine_hosts)
     _check_variables(inv, hostvars, mistyped, instances)
+    _check_names(inv, sorted(engine_hosts | {d["host"] for d in doors}))
     if inv.problems:
         raise PlanError(inv.problems)
     hosts = sorted({h for i in instances for h in i["hosts"]} | {d["host"] for d in doors})
     workloads = _workloads.build(inv, instances, doors)
+    for host, items in sorted(workloads.items()):   # whatever a name was made of, Docker and the files take it
+        for w in items:
+            if not DOCKER_NAME.match(w["name"]):
+                inv.problem(host, "workload", "%r is not a valid container name; %s" % (w["name"], NAME_RULE))
+    if inv.problems:
+        raise PlanError(inv.problems)
     plan = dict(
         version=PLAN_VERSION,
         hosts={h: dict(address=inv.address(h), accelerator=inv.get(h, "llmserve_accelerator"),
@@ -283,6 +305,34 @@ def _images(host, instances, doors):
     return sorted(found)
 
 
+# what Docker accepts as a container name; the plan also names files after its workloads
+DOCKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NAME_RULE = "container and file names are made of it: use letters, digits, '.', '_' and '-', starting with a letter or digit"
+
+
+def _check_names(inv, hosts):
+    """Host names and instance names become container and file names (llmserve-prefill-<host>, <name>.env)."""
+    for host in hosts:
+        if not DOCKER_NAME.match(host):
+            inv.problem(host, "inventory name", "%r cannot name a container; %s" % (host, NAME_RULE))
+        instance = inv.get(host, "llmserve_instance")
+        if instance is not None and not DOCKER_NAME.match(str(instance)):
+            inv.problem(host, "llmserve_instance", "%r cannot name a container; %s" % (instance, NAME_RULE))
+
+
+HOST_NAME = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
+def is_address(text):
+    """An IPv4 or IPv6 address, or a host name (RFC 1123) whose last label is not all digits (10.1.0.312 is a typo
+    of an address, not a name)."""
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return bool(HOST_NAME.match(text)) and not text.rsplit(".", 1)[-1].isdigit()
+
+
 def _check_hosts(inv, hosts, engine_hosts):
     """Two engine hosts at one address are a copy-paste slip; a front door may share a machine."""
     seen = {}
@@ -292,6 +342,12 @@ def _check_hosts(inv, hosts, engine_hosts):
             inv.problem(host, "ansible_host", "address %s is also %s's; engine hosts need their own address"
                         % (addr, seen[addr]))
         seen.setdefault(addr, host)
+    for host in hosts:
+        addr = inv.address(host)
+        if not is_address(addr):
+            inv.problem(host, "ansible_host" if inv.get(host, "ansible_host") else "inventory name",
+                        "%r is neither an IP address nor a host name; the engines bind to it and every URL names it. "
+                        "Give the host's address, e.g. ansible_host: 10.0.0.11 (a port goes in ansible_port)" % addr)
     for host in hosts:
         acc = inv.get(host, "llmserve_accelerator")
         if acc not in ACCELERATORS:
@@ -316,7 +372,7 @@ def _convert(name, value, choices=True):
     mapping: Ansible's split of a string at commas (deprecated in ansible-core) would cut an argument such as
     "--x=a,b" in two, and its reading of "A=1" as {A: "1"} is not what anyone means in an inventory. Nor is a
     string made of a list or a mapping."""
-    option = SPEC[name]
+    option = TYPES[name]
     kind = option.get("type", "str")
     wanted = {"list": list, "dict": dict}.get(kind)
     if wanted and not isinstance(value, wanted) or kind in ("str", "path") and isinstance(value, (list, dict)):
@@ -342,7 +398,7 @@ def _typed(hostvars):
         typed[host] = converted = dict(variables)
         for name, value in variables.items():
             # null and "" mean "not given" to the planner; a secret arrives as SECRET_PLACEHOLDER, never its value
-            if name not in SPEC or value is None or (isinstance(value, str) and value in ("", SECRET_PLACEHOLDER)):
+            if name not in TYPES or value is None or (isinstance(value, str) and value in ("", SECRET_PLACEHOLDER)):
                 continue
             key = (name, type(value).__name__, repr(value))
             if key not in seen:
@@ -350,7 +406,7 @@ def _typed(hostvars):
             ok, good = seen[key]
             if not ok:
                 mistyped.append((host, name, value))
-                ok, good = _convert(name, value, choices=False) if "choices" in SPEC[name] else (False, None)
+                ok, good = _convert(name, value, choices=False) if "choices" in TYPES[name] else (False, None)
             if ok:
                 converted[name] = good
             else:
@@ -386,7 +442,7 @@ def example(option):
 
 def type_message(name, value):
     """What a variable must be, with an example, and what it is (never a secret's value)."""
-    option = SPEC[name]
+    option = TYPES[name]
     kind = option.get("type", "str")
     words = TYPE_WORDS.get(kind, TYPE_WORDS["raw"])[0]
     if option.get("elements"):

@@ -152,3 +152,30 @@ def test_replicas_behind_nginx_and_the_key_gate_before_the_router_parse_as_nginx
     upstream = one(one(parsed, "http")["block"], "upstream", "llmserve_backends")["block"]
     assert not find(upstream, "least_conn") and servers({"block": upstream}) == ["127.0.0.1:10002"]
     assert router["listen"] == ["127.0.0.1", 10002]
+
+
+def test_ipv6_addresses_are_bracketed_in_every_url_and_in_nginx(tmp_path):
+    """fd00:1::20 is an address, [fd00:1::20]:8000 the address with a port: URLs, backends, the router's arguments,
+    health checks and nginx's listen and server lines all need the brackets; --host takes the bare address."""
+    groups, hostvars = native([], [], proxy=("door",), door=dict(ansible_host="fd00:1::10"))
+    groups["replica"] = ["r0", "r1"]
+    for n, host in enumerate(groups["replica"]):
+        hostvars[host] = dict(hostvars["door"], ansible_host="fd00:1::%d" % (20 + n), llmserve_devices="0")
+    plan = plan_of(groups, hostvars)
+    door = plan["front_door"]
+    assert door["url"] == "http://[fd00:1::10]:10001" and door["backends"]["replica"][0] == "http://[fd00:1::20]:8000"
+    engine = plan["hosts"]["r0"]["workloads"][0]
+    assert engine["ready"]["url"] == "http://[fd00:1::20]:8000"
+    assert engine["container"]["command"][engine["container"]["command"].index("--host") + 1] == "fd00:1::20"
+    _, parsed = render(door["members"][0], tmp_path)
+    http = one(parsed, "http")["block"]
+    upstream = one(http, "upstream", "llmserve_backends")["block"]
+    assert servers({"block": upstream}) == ["[fd00:1::20]:8000", "[fd00:1::21]:8000"]
+    assert one(one(http, "server")["block"], "listen")["args"][0] == "[fd00:1::10]:10001"
+
+    pd = plan_of(*native(["p0"], ["d0"], p0=dict(ansible_host="fd00:1::1"), d0=dict(ansible_host="fd00:1::2"),
+                         router=dict(ansible_host="fd00:1::3")))
+    argv = pd["front_door"]["members"][0]["argv"]
+    assert argv[argv.index("--prefill") + 1] == "http://[fd00:1::1]:8000"
+    assert argv[argv.index("--decode") + 1] == "http://[fd00:1::2]:8000"
+    assert pd["front_door"]["health_url"] == "http://[fd00:1::3]:10001/health"

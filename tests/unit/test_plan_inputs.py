@@ -2,7 +2,7 @@
 crashes the planner. Classes still to come are listed in the issue's notes."""
 import pytest
 
-from plan_inventories import native, problems_of
+from plan_inventories import native, plan_of, problems_of
 from test_plan_clusters import ray
 
 # ---------------------------------------------------------------- a value of the wrong type, for any variable
@@ -34,3 +34,88 @@ def test_a_value_of_the_wrong_type_is_named_never_a_crash(inventory, host, varia
     mine = [p for p in problems if p.variable == variable]
     assert [p.host for p in mine] == [host], problems
     assert message in mine[0].message, mine[0].message
+
+
+# ---------------------------------------------------------------- addresses
+@pytest.mark.parametrize("address", ["10.1.0.312", "10.1.0.11:2222", "node_1.example.com", "gpu 1", "-gpu1", "10.1.0"])
+def test_an_address_that_is_neither_ip_nor_host_name_is_refused(address):
+    problems = problems_of(*native(["p0"], ["d0"], d0=dict(ansible_host=address)))
+    (mine,) = [p for p in problems if p.variable == "ansible_host"]
+    assert mine.host == "d0" and "%r is neither an IP address nor a host name" % address in mine.message, problems
+    assert "e.g. ansible_host: 10.0.0.11" in mine.message
+
+
+def test_an_inventory_name_used_as_address_is_checked_too():
+    groups, hostvars = native(["p0"], ["d0"])
+    groups["decode"] = ["gpu_d0"]
+    hostvars["gpu_d0"] = {k: v for k, v in hostvars.pop("d0").items() if k != "ansible_host"}
+    (mine,) = [p for p in problems_of(groups, hostvars) if p.host == "gpu_d0"]
+    assert mine.variable == "inventory name" and "'gpu_d0' is neither" in mine.message
+
+
+@pytest.mark.parametrize("address", ["10.1.0.31", "fd00:1::31", "gpu-31.example.com", "gpu31"])
+def test_addresses_and_host_names_are_planned(address):
+    plan = plan_of(*native(["p0"], ["d0"], d0=dict(ansible_host=address)))
+    assert plan["hosts"]["d0"]["address"] == address
+
+
+# ---------------------------------------------------------------- names that become container and file names
+@pytest.mark.parametrize("instance", ["a/b", "../etc", "x y", "-x", "é"])
+def test_an_instance_name_docker_or_a_file_would_refuse_is_refused(instance):
+    problems = problems_of(*native(["p0", "p1"], ["d0"], p0=dict(llmserve_instance=instance),
+                                  p1=dict(llmserve_instance=instance)))
+    mine = [p for p in problems if p.variable == "llmserve_instance"]
+    assert mine and mine[0].host == "p0" and "%r cannot name a container" % instance in mine[0].message, problems
+
+
+@pytest.mark.parametrize("name", ["p 1", "fd00::11", "gpu/1"])
+def test_a_host_name_docker_would_refuse_is_refused(name):
+    groups, hostvars = native(["p0"], ["d0"])
+    groups["prefill"] = [name]
+    hostvars[name] = hostvars.pop("p0")
+    (mine,) = [p for p in problems_of(groups, hostvars) if p.variable == "inventory name"]
+    assert mine.host == name and "cannot name a container" in mine.message and "letters, digits" in mine.message
+
+
+# ---------------------------------------------------------------- settings that must agree
+def without(hostvars, host, *names):
+    for name in names:
+        hostvars[host].pop(name, None)
+
+
+@pytest.mark.parametrize("variable", ["llmserve_model", "llmserve_image"])
+def test_model_and_image_given_to_one_group_only_name_the_other(variable):
+    groups, hostvars = native(["p0"], ["d0", "d1"])
+    for host in ("d0", "d1"):
+        without(hostvars, host, variable)
+    mine = [p for p in problems_of(groups, hostvars) if p.variable == variable]
+    assert [p.host for p in mine] == ["d0"], mine      # said once, for the first instance without it
+    assert "is not set for decode-d0, though prefill-p0 has it" in mine[0].message
+
+
+@pytest.mark.parametrize("variable,other", [("llmserve_model", "/models/other"),
+                                            ("llmserve_served_model_name", "other")])
+def test_prefill_and_decode_serving_different_models_is_refused(variable, other):
+    groups, hostvars = native(["p0"], ["d0"], common={"llmserve_served_model_name": "m"}, d0={variable: other})
+    (mine,) = [p for p in problems_of(groups, hostvars) if p.variable == variable]
+    assert mine.host == "d0" and "decode-d0 serves %r but prefill-p0 serves" % other in mine.message
+    assert "must serve the same model" in mine.message
+
+
+@pytest.mark.parametrize("extra,flag", [(["--kv-transfer-config", "{}"], "--kv-transfer-config"),
+                                        (["--port=9000"], "--port"), (["--host", "0.0.0.0"], "--host"),
+                                        (["--tensor-parallel-size", "2"], "--tensor-parallel-size")])
+def test_an_extra_argument_repeating_a_flag_the_plan_sets_is_refused(extra, flag):
+    problems = problems_of(*native(["p0"], ["d0"], common=dict(llmserve_vllm_extra_args=extra)))
+    mine = [p for p in problems if p.variable == "llmserve_vllm_extra_args"]
+    assert len(mine) == 1 and mine[0].host == "p0" and mine[0].message.startswith(flag + " is set by the plan"), problems
+
+
+@pytest.mark.parametrize("accelerator,devices,first_missing", [("ascend_a2", "0-15", 8), ("ascend_a3", "8-23", 16),
+                                                               ("ascend_a2", "7,8", 8)])
+def test_devices_beyond_what_the_accelerator_has_are_refused(accelerator, devices, first_missing):
+    problems = problems_of(*native(["p0"], ["d0"], common=dict(llmserve_accelerator=accelerator,
+                                                               llmserve_kv_connector="AscendHcclConnectorV1"),
+                                   d0=dict(llmserve_devices=devices)))
+    (mine,) = [p for p in problems if p.variable == "llmserve_devices"]
+    assert mine.host == "d0" and "device %d does not exist on an %s host" % (first_missing, accelerator) in mine.message

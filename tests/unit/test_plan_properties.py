@@ -62,6 +62,12 @@ def topologies(draw):
                 hv["llmserve_vllm_dp_rpc_port"] = draw(st.integers(13000, 13100))
                 hv["llmserve_nixl_side_channel_port"] = draw(st.integers(5600, 5700))
             hostvars[host] = hv
+    # an A3 host has 16 NPUs (0-15): more devices than that make it a GPU host
+    last = max(int(v.split("-")[-1]) for hv in hostvars.values() for k, v in hv.items() if k.endswith("_devices"))
+    if common["llmserve_accelerator"] == "ascend_a3" and last >= 16:
+        common["llmserve_accelerator"] = "nvidia"
+        for hv in hostvars.values():
+            hv["llmserve_accelerator"] = "nvidia"
     # the front door on its own machine or on an engine's
     hosts = sorted(hostvars)
     where = draw(st.sampled_from(["10.9.1.1"] + [hostvars[h]["ansible_host"] for h in hosts]))
@@ -136,6 +142,8 @@ def test_adding_an_instance_moves_nothing_that_runs(topology, role, position, de
         new.pop(key, None)
     group = hostvars["h00"]["llmserve_tensor_parallel_size"] * hostvars["h00"]["llmserve_pipeline_parallel_size"]
     new["llmserve_devices"] = "0-%d" % (group * devices - 1) if group * devices > 1 else "0"
+    if new["llmserve_accelerator"] == "ascend_a3" and group * devices > 16:   # an A3 host has 16 NPUs
+        new["llmserve_devices"] = "0-%d" % (16 // group * group - 1) if group > 1 else "0-15"
     grown_vars["new0"] = new
     grown_groups[role].insert(position % (len(grown_groups[role]) + 1), "new0")
     after = plan_of(grown_groups, grown_vars)
