@@ -21,6 +21,7 @@ omni-infer's D. Every port a member's argv makes vLLM open is a listener of the 
 from __future__ import annotations
 
 import json
+import re
 
 from ._cluster_util import ascend_devices, boolean, device_requests, log_options, url
 from ._planner import DEVICE_ENV
@@ -111,6 +112,11 @@ def _omni_instances(inv):
         groups.append(("vllm_decode", str(inv.get(hosts[0], "host_ip") or inv.address(hosts[0])), hosts))
     instances = []
     for kind, master_ip, hosts in groups:
+        if not any(inv.address(h) == master_ip for h in hosts):
+            # the instance's master serves at host_ip: an address of no host of the instance is a typo
+            inv.problem(hosts[0], "host_ip", "%s is the address of no host of this %s instance (%s); set host_ip to "
+                        "the address of the instance's first host" % (master_ip, kind[len("vllm_"):], ", ".join(
+                            "%s at %s" % (h, inv.address(h)) for h in hosts)))
         hosts = sorted(hosts, key=lambda h: inv.address(h) != master_ip)   # the host at host_ip leads
         if kind == "vllm_prefill":
             name = "prefill-%s" % inv.get(hosts[0], "kv_rank", len(instances))
@@ -609,7 +615,8 @@ def _hostport(urls):
 
 def _max_num_seqs(entries, kind):
     """The engines' --max-num-seqs on one side (the last one given wins, as in vLLM's parser), else vLLM's 256."""
-    argv = next(m["argv"] for e in entries if e["kind"] == kind for m in e["members"] if "port" in m)
+    # the engines' argv is not made when the inventory has problems: the front door's own are still found
+    argv = next((m.get("argv") or [] for e in entries if e["kind"] == kind for m in e["members"] if "port" in m), [])
     value = 256
     for i, arg in enumerate(argv):
         if arg == "--max-num-seqs" and i + 1 < len(argv):
@@ -640,8 +647,34 @@ def _router(inv, host, entries, listen, metrics, retries):
                 listen=list(listen), health_url=url(*listen, path="/health"), log_options=log_options(inv, host))
 
 
+def _omni_accelerator(inv):
+    """An omni-infer host that lists its NPUs (ascend_rt_visible_devices) but no llmserve_accelerator runs on Ascend:
+    A2 or A3 as its image's name says (omni-infer's images are named so, e.g. omni_infer-a3-arm), else ask. The C
+    host on the machine of one of them is that machine."""
+    unsaid = []
+    engines = inv.groups.get("P", []) + inv.groups.get("D", [])
+    for host in engines:
+        if inv.hostvars.get(host, {}).get("llmserve_accelerator") is None and \
+                inv.hostvars.get(host, {}).get("ascend_rt_visible_devices") is not None:
+            generation = re.search(r"(?<![a-z0-9])a([23])(?![a-z0-9])", str(inv.get(host, "llmserve_image") or "").lower())
+            if generation:
+                inv.hostvars[host]["llmserve_accelerator"] = "ascend_a" + generation.group(1)
+            else:
+                unsaid.append(host)
+    if unsaid:
+        inv.problem(unsaid[0], "llmserve_accelerator", "is not set%s, and omni-infer's hosts list Ascend NPUs "
+                    "(ascend_rt_visible_devices); say which, ascend_a2 or ascend_a3 (group_vars/all)"
+                    % (" here nor on %s" % ", ".join(unsaid[1:]) if unsaid[1:] else ""))
+    for host in inv.groups.get("C", []):
+        same = [h for h in engines if inv.address(h) == inv.address(host)]
+        if inv.hostvars.get(host, {}).get("llmserve_accelerator") is None and same:
+            inv.hostvars[host]["llmserve_accelerator"] = inv.get(same[0], "llmserve_accelerator")
+
+
 def plan(inv, ports):
     omni = any(inv.groups.get(g) for g in ("P", "D", "C"))
+    if omni:
+        _omni_accelerator(inv)
     door_group = "C" if omni else "proxy"
     instances = _omni_instances(inv) if omni else _native_instances(inv)
     _check(inv, instances, door_group)

@@ -263,7 +263,13 @@ def build_plan(groups, hostvars):
     instances, doors = [], []
     ran = [s for s in _systems() if any(inv.groups.get(g) for g in s.GROUPS)]
     for system in ran:
-        part = system.plan(inv, ports)
+        try:
+            part = system.plan(inv, ports)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, StopIteration):
+            if not inv.problems:
+                raise   # a bug of the planner's own: let it show
+            # planning went on past a problem and tripped over it: the problems found so far say what to fix
+            raise PlanError(inv.problems) from None
         instances.extend(part["instances"])
         doors.extend([part["front_door"]] if part.get("front_door") else [])
     if not ran:

@@ -2,7 +2,7 @@
 crashes the planner. Classes still to come are listed in the issue's notes."""
 import pytest
 
-from plan_inventories import native, plan_of, problems_of
+from plan_inventories import native, omni, plan_of, problems_of
 from test_plan_clusters import ray
 
 # ---------------------------------------------------------------- a value of the wrong type, for any variable
@@ -119,3 +119,43 @@ def test_devices_beyond_what_the_accelerator_has_are_refused(accelerator, device
                                    d0=dict(llmserve_devices=devices)))
     (mine,) = [p for p in problems if p.variable == "llmserve_devices"]
     assert mine.host == "d0" and "device %d does not exist on an %s host" % (first_missing, accelerator) in mine.message
+
+
+# ---------------------------------------------------------------- omni-infer inventories
+@pytest.mark.parametrize("mistake,variable", [
+    (lambda hv: hv["p1"].update(kv_rank=0), "kv_rank"),
+    (lambda hv: hv["d0"].update(node_port="80OO"), "node_port"),
+    (lambda hv: [hv[h].pop("llmserve_image") for h in hv], "llmserve_image"),
+    (lambda hv: hv["p0"].update(llmserve_vllm_extra_args=["--port", "1"]), "llmserve_vllm_extra_args"),
+])
+def test_a_mistake_in_an_omni_inventory_with_its_global_proxy_is_listed_not_a_crash(mistake, variable):
+    groups, hostvars = omni(2, 2, 100, llmserve_proxy_type="omni-global-proxy")
+    mistake(hostvars)
+    assert variable in {p.variable for p in problems_of(groups, hostvars)}
+
+
+@pytest.mark.parametrize("group_hosts", [("p0",), ("d0", "d1")])
+def test_an_omni_host_ip_that_names_no_host_of_its_instance_is_refused(group_hosts):
+    groups, hostvars = omni(2, 2, 100)
+    for host in group_hosts:
+        hostvars[host]["host_ip"] = "10.9.9.9"
+    (mine,) = [p for p in problems_of(groups, hostvars) if p.variable == "host_ip"]
+    assert mine.host == group_hosts[0] and mine.message.startswith("10.9.9.9 is the address of no host of this")
+
+
+@pytest.mark.parametrize("image,accelerator", [("registry:5000/omni-infer/omni_infer-a3-arm:latest", "ascend_a3"),
+                                               ("registry:5000/omni_infer-A2-x86:0.4", "ascend_a2")])
+def test_omni_hosts_listing_npus_without_an_accelerator_run_on_ascend(image, accelerator):
+    groups, hostvars = omni(2, 2, 100, llmserve_image=image, devices="0,1,2,3,4,5,6,7")
+    for host in hostvars:
+        hostvars[host].pop("llmserve_accelerator")
+    plan = plan_of(groups, hostvars)
+    assert {h: e["accelerator"] for h, e in plan["hosts"].items()} == dict.fromkeys(plan["hosts"], accelerator)
+
+
+def test_omni_hosts_whose_ascend_generation_nothing_says_are_asked_once():
+    groups, hostvars = omni(2, 2, 100, llmserve_image="registry:5000/omni-infer:latest")
+    for host in hostvars:
+        hostvars[host].pop("llmserve_accelerator")
+    (mine,) = [p for p in problems_of(groups, hostvars) if p.variable == "llmserve_accelerator"]
+    assert mine.host == "p0" and "say which, ascend_a2 or ascend_a3" in mine.message and "p1, d0, d1" in mine.message
