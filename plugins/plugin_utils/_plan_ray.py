@@ -304,6 +304,9 @@ def plan(inv, ports):
         serving = False
     one_value(inv, nodes, "llmserve_accelerator", head, "one vLLM engine spans the cluster, so its nodes need the "
               "same kind of device")
+    # the workers join the head's GCS port: a port set apart on a worker would be silently ignored
+    one_value(inv, nodes, "llmserve_ray_port", head, "the workers join the head's GCS port; set it once for the "
+              "cluster (on the head or for every Ray group)")
     tp, pp, total = _parallel(inv, head, devices)
     ctx = dict(head=head, image=image, devices=devices, runtimes=runtimes, auth=_auth(inv, head, nodes),
                start_extra=strings(inv, head, "llmserve_ray_start_extra_args"), vllm_env=mapping(inv, head, "llmserve_vllm_env"))

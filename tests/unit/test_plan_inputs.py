@@ -159,3 +159,10 @@ def test_omni_hosts_whose_ascend_generation_nothing_says_are_asked_once():
         hostvars[host].pop("llmserve_accelerator")
     (mine,) = [p for p in problems_of(groups, hostvars) if p.variable == "llmserve_accelerator"]
     assert mine.host == "p0" and "say which, ascend_a2 or ascend_a3" in mine.message and "p1, d0, d1" in mine.message
+
+
+@pytest.mark.parametrize("worker_port", [7000, "6380", 16379])
+def test_a_ray_worker_given_another_gcs_port_than_its_head_is_refused(worker_port):
+    groups, hostvars = ray(2, w1=dict(llmserve_ray_port=worker_port))
+    (mine,) = [p for p in problems_of(groups, hostvars) if p.variable == "llmserve_ray_port"]
+    assert mine.host == "w1" and "differs from 6379 on head" in mine.message and "join the head's GCS port" in mine.message
