@@ -276,17 +276,26 @@ def build_plan(groups, hostvars):
         inv.problem(None, "groups", "no group of a known system has hosts (e.g. prefill and decode, "
                     "or omni-infer's P, D and C)")
     engine_hosts = {h for i in instances for h in i["hosts"]}
-    _check_hosts(inv, sorted(engine_hosts | {d["host"] for d in doors}), engine_hosts)
+    _check_hosts(inv, sorted(engine_hosts | {d["host"] for d in doors}), instances)
     _check_variables(inv, hostvars, mistyped, instances)
     _check_names(inv, sorted(engine_hosts | {d["host"] for d in doors}))
     if inv.problems:
         raise PlanError(inv.problems)
     hosts = sorted({h for i in instances for h in i["hosts"]} | {d["host"] for d in doors})
     workloads = _workloads.build(inv, instances, doors)
+    placed, clashed = {}, set()   # (address, container or file) -> host
     for host, items in sorted(workloads.items()):   # whatever a name was made of, Docker and the files take it
         for w in items:
             if not DOCKER_NAME.match(w["name"]):
                 inv.problem(host, "workload", "%r is not a valid container name; %s" % (w["name"], NAME_RULE))
+            # two inventory hosts on one machine may not both start one container or write one file
+            for thing in [w["name"]] + [f["path"] for f in w["files"]] + [p for p in w["restart_after"] if p[:1] == "/"]:
+                first = placed.setdefault((inv.address(host), thing), host)
+                if first != host and (host, first) not in clashed:
+                    clashed.add((host, first))
+                    inv.problem(host, "ansible_host", "address %s is also %s's, and both would put %s on that machine; "
+                                "put one inventory host in both groups, or give each its own machine"
+                                % (inv.address(host), first, thing))
     if inv.problems:
         raise PlanError(inv.problems)
     plan = dict(
@@ -339,15 +348,24 @@ def is_address(text):
         return bool(HOST_NAME.match(text)) and not text.rsplit(".", 1)[-1].isdigit()
 
 
-def _check_hosts(inv, hosts, engine_hosts):
-    """Two engine hosts at one address are a copy-paste slip; a front door may share a machine."""
-    seen = {}
-    for host in sorted(engine_hosts):
-        addr = inv.address(host)
-        if addr in seen:
-            inv.problem(host, "ansible_host", "address %s is also %s's; engine hosts need their own address"
-                        % (addr, seen[addr]))
-        seen.setdefault(addr, host)
+def _check_hosts(inv, hosts, instances):
+    """Inventory hosts may share a machine (omni-infer's P and D on one node, apart by port_offset; the front door on
+    an engine's machine): the Ports registry keeps their ports apart, and here no device goes to two of them."""
+    owner, shared = {}, {}   # (address, device) -> host; (host, other host) -> devices both use
+    for inst in instances:
+        for member in inst["members"]:
+            host = member["host"]
+            for device in member.get("devices") or []:
+                first = owner.setdefault((inv.address(host), device), host)
+                if first != host:
+                    shared.setdefault((host, first), set()).add(device)
+    for (host, first), devices in shared.items():
+        variable = "ascend_rt_visible_devices" if inv.get(host, "ascend_rt_visible_devices") is not None \
+            else "llmserve_devices"
+        inv.problem(host, variable, "device%s %s %s also %s's, and both hosts are the machine at %s (one ansible_host): "
+                    "if they are two machines give each its own address; if one, give each its own devices"
+                    % ("s" if len(devices) > 1 else "", format_numbers(devices), "are" if len(devices) > 1 else "is",
+                       first, inv.address(host)))
     for host in hosts:
         addr = inv.address(host)
         if not is_address(addr):

@@ -166,3 +166,32 @@ def test_a_ray_worker_given_another_gcs_port_than_its_head_is_refused(worker_por
     groups, hostvars = ray(2, w1=dict(llmserve_ray_port=worker_port))
     (mine,) = [p for p in problems_of(groups, hostvars) if p.variable == "llmserve_ray_port"]
     assert mine.host == "w1" and "differs from 6379 on head" in mine.message and "join the head's GCS port" in mine.message
+
+
+# ---------------------------------------------------------------- engine hosts that share a machine
+def test_omni_p_and_d_on_one_machine_apart_by_port_offset_are_planned():
+    """omni-infer's port_offset exists to launch P and D on one node: their devices and ports must not collide."""
+    groups, hostvars = omni(1, 1, 100, devices="0,1,2,3,4,5,6,7")
+    hostvars["d0"].update(ansible_host="10.0.0.1", host_ip="10.0.0.1", ascend_rt_visible_devices="8,9,10,11,12,13,14,15")
+    plan = plan_of(groups, hostvars)
+    assert plan["hosts"]["p0"]["address"] == plan["hosts"]["d0"]["address"] == "10.0.0.1"
+    ports = [lis["port"] for h in ("p0", "d0", "c0") for lis in plan["hosts"][h]["listeners"]]
+    assert len(ports) == len(set(ports)), ports
+
+
+@pytest.mark.parametrize("p0_devices,d0_devices,shared", [("0-3", "3-7", "device 3 is"), ("0-7", "0-7", "devices 0-7 are"),
+                                                           ("4", "0,4", "device 4 is")])
+def test_a_device_given_to_two_hosts_of_one_machine_names_both(p0_devices, d0_devices, shared):
+    problems = problems_of(*native(["p0"], ["d0"], p0=dict(ansible_host="10.1.0.50", llmserve_devices=p0_devices),
+                                   d0=dict(ansible_host="10.1.0.50", llmserve_devices=d0_devices, llmserve_vllm_port=8100,
+                                           llmserve_vllm_dp_rpc_port=13400, llmserve_nixl_side_channel_port=5700)))
+    (mine,) = [p for p in problems if p.variable == "llmserve_devices"]
+    assert mine.host == "d0" and mine.message.startswith(shared) and "also p0's, and both hosts are the machine at " \
+        "10.1.0.50" in mine.message, problems
+
+
+def test_two_hosts_of_one_machine_with_the_same_ports_name_the_ports():
+    problems = problems_of(*native(["p0"], ["d0"], p0=dict(ansible_host="10.1.0.50", llmserve_devices="0-3"),
+                                   d0=dict(ansible_host="10.1.0.50", llmserve_devices="4-7")))
+    assert any(p.variable == "llmserve_vllm_port" and "already taken by vllm-api (decode-d0) on d0 (same address)"
+               in p.message for p in problems), problems

@@ -128,7 +128,8 @@ CASES = [
      "d0", "llmserve_vllm_env", ["must be a mapping (dict), e.g. {VLLM_LOGGING_LEVEL: DEBUG}"]),
     # ---- hosts and addresses
     ("two-engine-hosts-one-address", nat(p1=dict(ansible_host="10.1.0.10")),
-     "p1", "ansible_host", ["address 10.1.0.10 is also p0's", "engine hosts need their own address"]),
+     "p1", "llmserve_devices", ["devices 0-7 are also p0's, and both hosts are the machine at 10.1.0.10",
+                                "if they are two machines give each its own address"]),
     ("unknown-accelerator", nat(d0=dict(llmserve_accelerator="gpu")),
      "d0", "llmserve_accelerator", ["'gpu' is not one of nvidia, ascend_a2, ascend_a3, cpu"]),
     # ---- ports out of range, numbers that are not numbers
@@ -272,7 +273,7 @@ def test_validate_stage_fails_with_every_problem_and_contacts_no_host(tmp_path):
     assert "the inventory has %d problem(s); nothing was contacted" % len(expected) in flat
     for line in expected:
         assert " ".join(line.split()) in flat, line
-    for needle in ("bad-p0: llmserve_devices", "bad-p1: ansible_host", "bad-p1: llmserve_tensor_parallel_size",
+    for needle in ("bad-p0: llmserve_devices", "bad-p1: llmserve_vllm_port", "bad-p1: llmserve_tensor_parallel_size",
                    "llmserve_kv_connector", "bad-d0: llmserve_accelerator", "bad-r0: llmserve_proxy_port"):
         assert needle in flat, needle
     assert "ESTABLISH SSH CONNECTION" not in out and "SSH: EXEC" not in out
