@@ -11,7 +11,8 @@ short_description: Tell in one call whether a host still runs what its last depl
 version_added: 0.1.0
 description:
   - With O(state=record) (at the end of a whole deploy) writes to O(path) what the host runs, that is the O(digest)
-    of what was wanted, the Docker engine's version, each container's id and the checksum of each file.
+    of what was wanted, the Docker engine's version, each container's id and the checksum of each file. The record
+    is bookkeeping and never reported as a change (RV(recorded) says whether it was written).
   - With O(state=check) compares the host with that record and asks each workload for its health, all in one
     execution on the host. The host is converged when the record's digest is O(digest) and every container still
     runs under the recorded id on the image its tag names, the registry holds no other digest for each image,
@@ -24,13 +25,13 @@ author:
 attributes:
   check_mode:
     support: full
-    description: O(state=check) only reads; O(state=record) reports whether the record would change and writes nothing.
+    description: O(state=check) only reads; O(state=record) writes nothing and says in RV(recorded) whether it would.
   diff_mode:
     support: none
     description: The record is not shown.
   idempotent:
     support: full
-    description: The record is written only when its content differs.
+    description: The record is written only when its content differs, and never reported as a change.
 options:
   state:
     description:
@@ -133,6 +134,10 @@ reasons:
   type: list
   elements: str
   sample: ["container llmserve-decode-node3 is exited"]
+recorded:
+  description: Whether O(state=record) wrote the record (would write it, in check mode).
+  returned: with O(state=record)
+  type: bool
 health:
   description: Each readiness check's answer.
   returned: always
@@ -288,8 +293,10 @@ def main():
             if unreachable:
                 raise DockerError(unreachable)
             now = current(module, daemon)
-            result["changed"] = now != record
-            if result["changed"] and not module.check_mode:
+            # bookkeeping, not a change of what runs: a new digest after a variable that changed nothing on the
+            # host must leave that host at changed=0
+            result["recorded"] = now != record
+            if result["recorded"] and not module.check_mode:
                 os.makedirs(os.path.dirname(p["path"]), mode=0o700, exist_ok=True)
                 with open(os.open(p["path"] + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
                     json.dump(now, f, indent=1, sort_keys=True)

@@ -68,11 +68,13 @@ def test_converged_rerun_drift_kill_stop_start_and_clean_up(clean_bed):
     assert on_host("node2", "cat " + env_file).stdout == before
     assert healthy("http://172.31.240.13:8000/health")
 
-    # a variable changed in the inventory deploys every host (nothing to change there but the record); then converged
+    # a variable changed in the inventory deploys every host; one that changes nothing there changes nothing (the
+    # record's new digest is bookkeeping); then converged
     why, changed, executions = counted_run("-e", "llmserve_vllm_health_delay=2")
     assert set(why) == {"node1", "node2", "node3", "node4"}, why
     assert why["node1"] == ["the inventory, its variables or the collection changed since the last deploy"], why
-    assert changed == {"node1": 1, "node2": 1, "node3": 1, "node4": 1, "node5": 0}, changed
+    assert set(changed.values()) == {0}, changed
+    assert executions["node3"] > 1, executions
     why, changed, executions = counted_run("-e", "llmserve_vllm_health_delay=2")
     assert why.startswith("every host runs as its last deploy left it") and set(changed.values()) == {0}, why
 
