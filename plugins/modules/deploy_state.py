@@ -183,7 +183,7 @@ def probe(p):
 
 
 def container(daemon, name):
-    """(id, running, image id) of a container, or None when there is none."""
+    """(id, running and not restarting, image id, status word) of a container, or None when there is none."""
     try:
         info = daemon.get_json("/containers/%s/json" % name)
     except NotFound:
@@ -245,8 +245,9 @@ def differences(module, daemon, unreachable, record, health):
             reasons.append("unit %s is %s" % (unit, active))
     recorded = record.get("files") or {}
     for path in p["files"]:
-        if checksum(path) is None or checksum(path) != recorded.get(path):
-            reasons.append("file %s is %s since the last deploy" % (path, "missing" if checksum(path) is None else "changed"))
+        now = checksum(path)
+        if now is None or now != recorded.get(path):
+            reasons.append("file %s is %s since the last deploy" % (path, "missing" if now is None else "changed"))
     return reasons + ["%s does not answer at %s (%s)" % (h["name"], h["url"], h.get("error") or h["status"])
                       for h in health if not h["healthy"]]
 

@@ -154,7 +154,6 @@ def _devices(inv, host):
     if accelerator not in ASCEND_DEVICES:
         inv.problem(host, "llmserve_accelerator", "MindIE Servers run on Ascend NPUs; set ascend_a2 or ascend_a3, "
                     "got %r" % (accelerator,))
-        return devices
     return devices   # Inventory.devices refused a device beyond the host's NPUs
 
 

@@ -179,18 +179,11 @@ def _check(inv, instances, door_group):
     if not instances:
         return
     # each instance reads these from its own master; a mistake shared by many is reported once
-    reported = set()
-
-    def once(host, variable, value, message):
-        if (variable, repr(value)) not in reported:
-            reported.add((variable, repr(value)))
-            inv.problem(host, variable, message)
-
     for variable, what in (("llmserve_model", "model path or name the engines serve"),
                            ("llmserve_image", "engine image, e.g. registry:5000/llmserve/vllm-cpu:0.32.0")):
         for inst in instances:
             if inv.get(inst.master, variable) in (None, ""):
-                once(inst.master, variable, None, "is not set%s; give the %s (for every group: group_vars/all)" % (
+                inv.once(inst.master, variable, None, "is not set%s; give the %s (for every group: group_vars/all)" % (
                     "" if inst is instances[0] else " for %s, though %s has it" % (inst.name, instances[0].name)
                     if inv.get(instances[0].master, variable) not in (None, "") else "", what))
     # one front door sends each request to a prefill and a decode engine (or to any replica): one model for all
@@ -199,34 +192,27 @@ def _check(inv, instances, door_group):
         for inst in instances[1:]:
             mine, theirs = inv.get(inst.master, variable), inv.get(first.master, variable)
             if mine not in (None, "") and theirs not in (None, "") and mine != theirs:
-                once(inst.master, variable, mine, "%s serves %r but %s serves %r; the front door sends one request "
+                inv.once(inst.master, variable, mine, "%s serves %r but %s serves %r; the front door sends one request "
                      "to both, so every engine behind it must serve the same model" % (inst.name, mine, first.name, theirs))
 
     for inst in instances:
         connector = _connector(inv, inst)
         if connector in REFUSED_CONNECTORS:
-            once(inst.master, "llmserve_kv_connector", connector, "%s %s" % (connector, REFUSED_CONNECTORS[connector]))
+            inv.once(inst.master, "llmserve_kv_connector", connector, "%s %s" % (connector, REFUSED_CONNECTORS[connector]))
         elif connector not in KV_CONNECTORS and inst.kind != "vllm_replica":
-            once(inst.master, "llmserve_kv_connector", connector, "%r is not a KV connector llmserve knows (%s)"
+            inv.once(inst.master, "llmserve_kv_connector", connector, "%r is not a KV connector llmserve knows (%s)"
                  % (connector, ", ".join(sorted(KV_CONNECTORS))))
         lmcache = inv.get(inst.master, "llmserve_lmcache_config")
         if connector == "LMCacheConnectorV1" and not isinstance(lmcache, dict):
-            once(inst.master, "llmserve_lmcache_config", lmcache, "LMCacheConnectorV1 needs LMCache's configuration "
+            inv.once(inst.master, "llmserve_lmcache_config", lmcache, "LMCacheConnectorV1 needs LMCache's configuration "
                  "as a mapping, e.g. {chunk_size: 256, remote_url: \"lm://cache-host:65432\"}; got %r" % (lmcache,))
         elif connector == "LMCacheConnectorV1" and lmcache.get("enable_pd"):
-            once(inst.master, "llmserve_lmcache_config", "enable_pd", "enable_pd needs LMCache's own disaggregation "
+            inv.once(inst.master, "llmserve_lmcache_config", "enable_pd", "enable_pd needs LMCache's own disaggregation "
                  "proxy, which vllm-router does not speak; share the KV through an LMCache backend both sides reach "
                  "(remote_url or a shared local_disk) or use NixlConnector")
         if connector == "ExampleConnector" and not inv.get(inst.master, "llmserve_kv_shared_path"):
-            once(inst.master, "llmserve_kv_shared_path", None, "ExampleConnector needs a directory that the "
+            inv.once(inst.master, "llmserve_kv_shared_path", None, "ExampleConnector needs a directory that the "
                  "prefill and decode hosts share (e.g. an NFS mount)")
-        for name, kind, example in (("llmserve_vllm_extra_args", list, "[--enforce-eager]"),
-                                    ("llmserve_vllm_env", dict, "{VLLM_LOGGING_LEVEL: DEBUG}"),
-                                    ("llmserve_kv_extra_config", dict, "{backends: [UCX]}")):
-            value = inv.get(inst.master, name)
-            if value and not isinstance(value, kind):
-                once(inst.master, name, value, "must be a %s, e.g. %s, got %r" % (
-                    "list" if kind is list else "mapping", example, value))
 
 
 def _connector(inv, inst):
@@ -460,10 +446,8 @@ def _check_extra_args(inv, host, planned, extra):
                    "llmserve_kv_extra_config for --kv-transfer-config, llmserve_vllm_port for --port); remove it from "
                    "the extra arguments" % flag)
         # the same arguments given to every group are said once, of the first master
-        if flag in owned and not any(p.variable == "llmserve_vllm_extra_args" and p.message == message and
-                                     inv.get(p.host, "llmserve_vllm_extra_args") == inv.get(host, "llmserve_vllm_extra_args")
-                                     for p in inv.problems):
-            inv.problem(host, "llmserve_vllm_extra_args", message)
+        if flag in owned:
+            inv.once(host, "llmserve_vllm_extra_args", (flag, extra), message)
 
 
 def _host_devices(inst, host):

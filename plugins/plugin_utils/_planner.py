@@ -156,6 +156,7 @@ class Inventory:
         self.defaults = DEFAULTS if defaults is None else defaults
         self.problems = []
         self.reads = {}     # host -> names read on it (a value set elsewhere is ignored: see _check_misplaced)
+        self.said = set()   # (variable, value) of the mistakes said once for every host that shares them
 
     def get(self, host, name, default=None):
         self.reads.setdefault(host, set()).add(name)
@@ -204,6 +205,12 @@ class Inventory:
 
     def address(self, host):
         return str(self.get(host, "ansible_host") or host)
+
+    def once(self, host, variable, value, message):
+        """A problem of a value many hosts share (each instance reads it from its own master): said of the first."""
+        if (variable, repr(value)) not in self.said:
+            self.said.add((variable, repr(value)))
+            self.problem(host, variable, message)
 
     def problem(self, host, variable, message):
         """Record a problem; the same one found again (by another member of the instance) is said once."""
@@ -283,19 +290,17 @@ def build_plan(groups, hostvars):
         raise PlanError(inv.problems)
     hosts = sorted({h for i in instances for h in i["hosts"]} | {d["host"] for d in doors})
     workloads = _workloads.build(inv, instances, doors)
-    placed, clashed = {}, set()   # (address, container or file) -> host
     for host, items in sorted(workloads.items()):   # whatever a name was made of, Docker and the files take it
         for w in items:
             if not DOCKER_NAME.match(w["name"]):
                 inv.problem(host, "workload", "%r is not a valid container name; %s" % (w["name"], NAME_RULE))
-            # two inventory hosts on one machine may not both start one container or write one file
-            for thing in [w["name"]] + [f["path"] for f in w["files"]] + [p for p in w["restart_after"] if p[:1] == "/"]:
-                first = placed.setdefault((inv.address(host), thing), host)
-                if first != host and (host, first) not in clashed:
-                    clashed.add((host, first))
-                    inv.problem(host, "ansible_host", "address %s is also %s's, and both would put %s on that machine; "
-                                "put one inventory host in both groups, or give each its own machine"
-                                % (inv.address(host), first, thing))
+    # two inventory hosts on one machine may not both start one container or write one file
+    shared = _clashes(inv, ((host, thing) for host, items in sorted(workloads.items()) for w in items
+                            for thing in [w["name"]] + [f["path"] for f in w["files"]]
+                            + [p for p in w["restart_after"] if p[:1] == "/"]))
+    for (host, first), things in shared.items():
+        inv.problem(host, "ansible_host", "address %s is also %s's, and both would put %s on that machine; put one "
+                    "inventory host in both groups, or give each its own machine" % (inv.address(host), first, things[0]))
     if inv.problems:
         raise PlanError(inv.problems)
     plan = dict(
@@ -348,18 +353,24 @@ def is_address(text):
         return bool(HOST_NAME.match(text)) and not text.rsplit(".", 1)[-1].isdigit()
 
 
+def _clashes(inv, owned):
+    """{(host, the host that had it first): [what both put on one machine]}, from (host, thing) pairs: two inventory
+    hosts at one address are one machine, whose devices, containers and files each can hold once."""
+    first, clashes = {}, {}
+    for host, thing in owned:
+        other = first.setdefault((inv.address(host), thing), host)
+        if other != host:
+            clashes.setdefault((host, other), []).append(thing)
+    return clashes
+
+
 def _check_hosts(inv, hosts, instances):
     """Inventory hosts may share a machine (omni-infer's P and D on one node, apart by port_offset; the front door on
     an engine's machine): the Ports registry keeps their ports apart, and here no device goes to two of them."""
-    owner, shared = {}, {}   # (address, device) -> host; (host, other host) -> devices both use
-    for inst in instances:
-        for member in inst["members"]:
-            host = member["host"]
-            for device in member.get("devices") or []:
-                first = owner.setdefault((inv.address(host), device), host)
-                if first != host:
-                    shared.setdefault((host, first), set()).add(device)
+    shared = _clashes(inv, ((m["host"], device) for inst in instances for m in inst["members"]
+                            for device in m.get("devices") or []))
     for (host, first), devices in shared.items():
+        devices = set(devices)
         variable = "ascend_rt_visible_devices" if inv.get(host, "ascend_rt_visible_devices") is not None \
             else "llmserve_devices"
         inv.problem(host, variable, "device%s %s %s also %s's, and both hosts are the machine at %s (one ansible_host): "
@@ -403,7 +414,8 @@ def _convert(name, value, choices=True):
         return False, None
     validator = _VALIDATORS.get((name, choices))
     if validator is None:
-        spec = {key: option[key] for key in ("type", "elements", "choices")[:3 if choices else 2] if key in option}
+        keys = ("type", "elements", "choices") if choices else ("type", "elements")
+        spec = {key: option[key] for key in keys if key in option}
         validator = _VALIDATORS[name, choices] = ArgumentSpecValidator({name: spec})
     result = validator.validate({name: value})
     if result.error_messages:
