@@ -193,7 +193,7 @@ def _check(inv, instances, door_group):
             mine, theirs = inv.get(inst.master, variable), inv.get(first.master, variable)
             if mine not in (None, "") and theirs not in (None, "") and mine != theirs:
                 inv.once(inst.master, variable, mine, "%s serves %r but %s serves %r; the front door sends one request "
-                     "to both, so every engine behind it must serve the same model" % (inst.name, mine, first.name, theirs))
+                         "to both, so every engine behind it must serve the same model" % (inst.name, mine, first.name, theirs))
 
     for inst in instances:
         connector = _connector(inv, inst)
@@ -201,18 +201,18 @@ def _check(inv, instances, door_group):
             inv.once(inst.master, "llmserve_kv_connector", connector, "%s %s" % (connector, REFUSED_CONNECTORS[connector]))
         elif connector not in KV_CONNECTORS and inst.kind != "vllm_replica":
             inv.once(inst.master, "llmserve_kv_connector", connector, "%r is not a KV connector llmserve knows (%s)"
-                 % (connector, ", ".join(sorted(KV_CONNECTORS))))
+                     % (connector, ", ".join(sorted(KV_CONNECTORS))))
         lmcache = inv.get(inst.master, "llmserve_lmcache_config")
         if connector == "LMCacheConnectorV1" and not isinstance(lmcache, dict):
             inv.once(inst.master, "llmserve_lmcache_config", lmcache, "LMCacheConnectorV1 needs LMCache's configuration "
-                 "as a mapping, e.g. {chunk_size: 256, remote_url: \"lm://cache-host:65432\"}; got %r" % (lmcache,))
+                     "as a mapping, e.g. {chunk_size: 256, remote_url: \"lm://cache-host:65432\"}; got %r" % (lmcache,))
         elif connector == "LMCacheConnectorV1" and lmcache.get("enable_pd"):
             inv.once(inst.master, "llmserve_lmcache_config", "enable_pd", "enable_pd needs LMCache's own disaggregation "
-                 "proxy, which vllm-router does not speak; share the KV through an LMCache backend both sides reach "
-                 "(remote_url or a shared local_disk) or use NixlConnector")
+                     "proxy, which vllm-router does not speak; share the KV through an LMCache backend both sides reach "
+                     "(remote_url or a shared local_disk) or use NixlConnector")
         if connector == "ExampleConnector" and not inv.get(inst.master, "llmserve_kv_shared_path"):
             inv.once(inst.master, "llmserve_kv_shared_path", None, "ExampleConnector needs a directory that the "
-                 "prefill and decode hosts share (e.g. an NFS mount)")
+                     "prefill and decode hosts share (e.g. an NFS mount)")
 
 
 def _connector(inv, inst):
