@@ -117,7 +117,12 @@ def _omni_instances(inv):
             inv.problem(hosts[0], "host_ip", "%s is the address of no host of this %s instance (%s); set host_ip to "
                         "the address of the instance's first host" % (master_ip, kind[len("vllm_"):], ", ".join(
                             "%s at %s" % (h, inv.address(h)) for h in hosts)))
-        hosts = sorted(hosts, key=lambda h: inv.address(h) != master_ip)   # the host at host_ip leads
+        # the host at host_ip leads; a multi-node P's other hosts follow in the order of their addresses as strings
+        # (10.0.0.10 before 10.0.0.9), as omni-infer's tools/ansible orders them for its rank table and launch
+        # ("sort non-head nodes lexicographically so startup order matches ranktable order"): the node ranks and
+        # the rank tables here both follow this list
+        hosts = sorted(hosts, key=lambda h: (inv.address(h) != master_ip, inv.address(h) if kind == "vllm_prefill"
+                                             else ""))
         if kind == "vllm_prefill":
             name = "prefill-%s" % inv.get(hosts[0], "kv_rank", len(instances))
             same = [i for i in instances if i.name == name]
@@ -573,6 +578,8 @@ def _nginx(inv, host, door, listen, retries, entries):
     prefill server first (max_tokens 1), then to a decode server with the prefill's kv_transfer_params."""
     config = "%s/front-door/nginx.conf" % inv.get(host, "llmserve_config_dir")
     settings = dict(config=config, listen=listen, least_conn=door["kind"] == "nginx", tries=retries + 1, pd=None,
+                    max_fails=inv.integer(host, "llmserve_proxy_max_fails", 1),
+                    fail_timeout=inv.integer(host, "llmserve_proxy_fail_timeout", 1),
                     api_key=dict(variable="llmserve_api_key", host=host) if door["api_key"] else None)
     if door["kind"] == "omni-global-proxy":
         image = inv.get(host, "llmserve_omni_proxy_image") or inv.get(host, "llmserve_image")
@@ -624,7 +631,10 @@ def _router(inv, host, entries, listen, metrics, retries):
     address = inv.address(host)
     argv += ["--host", listen[0], "--port", str(listen[1]), "--prometheus-host", address,
              "--prometheus-port", str(metrics), "--health-check-endpoint", "/health",
-             "--health-check-interval-secs", str(inv.integer(host, "llmserve_proxy_health_check_interval", 1))]
+             "--health-check-interval-secs", str(inv.integer(host, "llmserve_proxy_health_check_interval", 1)),
+             "--health-failure-threshold", str(inv.integer(host, "llmserve_proxy_max_fails", 1)),
+             # a restarted router binds its port once one prefill and one decode answer; it asks each second, not 30
+             "--worker-startup-check-interval", "1"]
     argv += ["--retry-max-retries", str(retries)] if retries else ["--disable-retries"]
     argv += [str(a) for a in inv.get(host, "llmserve_proxy_extra_args") or []]
     return dict(host=host, role="router", container="llmserve-router", image=inv.get(host, "llmserve_proxy_image"), argv=argv,
@@ -655,9 +665,46 @@ def _omni_accelerator(inv):
             inv.hostvars[host]["llmserve_accelerator"] = inv.get(same[0], "llmserve_accelerator")
 
 
+# omni-infer's playbook variables (its run_docker and run_server environment, reference/omni-infer.md §1) that name
+# one of ours
+# one of ours (LOG_PATH_IN_EXECUTOR, the controller's log folder, is read by fetch_log.yml)
+OMNI_PLAYBOOK = {"MODEL_PATH": "llmserve_model", "DOCKER_IMAGE_ID": "llmserve_image", "KV_CONNECTOR": "llmserve_kv_connector"}
+
+
+def _omni_playbook(inv):
+    """An omni-infer user's playbook variables, taken as omni-infer's playbook means them: the names above, the
+    P and D engines' --max-model-len (MODEL_LEN_MAX_PREFILL/DECODE), LOG_PATH mounted into the engines and exported
+    (as run_docker does), and DECODE_TENSOR_PARALLEL_SIZE, which the decode layout here fixes at 1."""
+    for group, length in (("P", "MODEL_LEN_MAX_PREFILL"), ("D", "MODEL_LEN_MAX_DECODE"), ("C", None)):
+        for host in inv.groups.get(group, []):
+            hv = inv.hostvars.setdefault(host, {})
+            for name, ours in OMNI_PLAYBOOK.items():
+                if hv.get(name) is None:
+                    continue
+                if hv.get(ours) not in (None, hv[name]):
+                    inv.once(host, name, (name, hv[name], hv[ours]), "is %r and %s is %r: both name the same thing; "
+                             "keep one of them" % (hv[name], ours, hv[ours]))
+                hv[ours] = hv[name]
+            extra = list(hv.get("llmserve_vllm_extra_args") or [])
+            if length and hv.get(length) is not None:
+                if any(a.split("=", 1)[0] == "--max-model-len" for a in map(str, extra)):
+                    inv.once(host, length, (length, tuple(extra)), "and a --max-model-len in llmserve_vllm_extra_args "
+                             "both set the engines' length; keep one of them")
+                hv["llmserve_vllm_extra_args"] = extra + ["--max-model-len", str(hv[length])]
+            if group == "D" and hv.get("DECODE_TENSOR_PARALLEL_SIZE") not in (None, 1):
+                inv.once(host, "DECODE_TENSOR_PARALLEL_SIZE", hv["DECODE_TENSOR_PARALLEL_SIZE"], "is %r, but decode "
+                         "runs omni-infer's layout of one data-parallel rank per NPU, each with TP 1; set it to 1 or "
+                         "leave it out" % hv["DECODE_TENSOR_PARALLEL_SIZE"])
+            if hv.get("LOG_PATH") and group != "C":
+                hv["llmserve_vllm_volumes"] = list(hv.get("llmserve_vllm_volumes") or []) + [
+                    "%s:%s" % (hv["LOG_PATH"], hv["LOG_PATH"])]
+                hv["llmserve_vllm_env"] = dict(hv.get("llmserve_vllm_env") or {}, LOG_PATH=hv["LOG_PATH"])
+
+
 def plan(inv, ports):
     omni = any(inv.groups.get(g) for g in ("P", "D", "C"))
     if omni:
+        _omni_playbook(inv)
         _omni_accelerator(inv)
     door_group = "C" if omni else "proxy"
     instances = _omni_instances(inv) if omni else _native_instances(inv)

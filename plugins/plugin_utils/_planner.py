@@ -218,10 +218,9 @@ class Inventory:
             self.problems.append(Problem(host, variable, message))
 
 
-# variables the planner reads: ours, the connection address, and omni-infer's inventory names
-OMNI_VARIABLES = frozenset(("ansible_host", "host_ip", "node_rank", "kv_rank", "node_port", "api_port",
-                            "global_port_base", "base_api_port", "proxy_port", "port_offset",
-                            "ascend_rt_visible_devices", "role"))
+# variables the planner reads: ours, the connection address, and omni-infer's inventory and playbook names (the
+# defaults role's spec, entry point inventory)
+OMNI_VARIABLES = frozenset(load_spec(entry="inventory"))
 
 
 SECRET_SUFFIXES = ("_password", "_token", "_secret_key", "_api_key", "_database_url", "_jwt_secret")

@@ -1,14 +1,20 @@
 """Front doors on the test bed with the engine simulator (fast, and it checks vLLM's argv and API key):
 plain replicas behind nginx's least_conn with an API key, a prefill/decode cluster whose router sits
 behind the same key check, a changed argv or environment that recreates only the container it touches,
-fetch_log, and clean_up. The API key never appears in Ansible's output, not even with --diff -v."""
+a replica stopped and started again under a stream of requests (none fails), fetch_log, and clean_up. The API key never appears in Ansible's output, not even with --diff -v."""
 import concurrent.futures
 import json
 import re
+import sys
+import time
 import urllib.error
 import urllib.request
 
-from conftest import ansible_playbook, on_host
+from conftest import REPO, ansible_playbook, on_host
+
+sys.path.insert(0, str(REPO / "bench"))
+from failover import wait as until  # noqa: E402  (the bench's client code, one for both)
+from request_stream import Stream, summary  # noqa: E402
 
 SITE = "playbooks/site.yml"
 KEY = "sk-llmserve-test-0123456789abcdef"
@@ -109,6 +115,19 @@ def test_replicas_behind_nginx_with_a_key_and_only_touched_containers_recreated(
     assert container_ids(["node2"])["llmserve-replica-node2"] != again["llmserve-replica-node2"]
     assert "VLLM_LOGGING_LEVEL" not in on_host("node2", "docker inspect -f '{{.Config.Env}}' "
                                                         "llmserve-replica-node2").stdout
+
+    # a replica that goes away under a steady stream costs no request (nginx tries the other one and keeps it out
+    # for fail_timeout), and once it is back nginx sends it requests again, with no deploy
+    stream = Stream(DOOR, "tiny", period=0.1, key=KEY).start()
+    time.sleep(1)
+    at = time.monotonic()
+    on_host("node1", "docker stop llmserve-replica-node1")
+    before = served("node1", "llmserve-replica-node1")
+    time.sleep(3)
+    on_host("node1", "docker start llmserve-replica-node1")
+    assert until(lambda: served("node1", "llmserve-replica-node1") > before, timeout=30)
+    figures = summary(stream.stop(), at)
+    assert figures["failed"] == 0 and figures["requests"] > 30, figures
 
     # fetch_log: one folder per host, one file per container, with the container's own lines
     logs = tmp_path / "logs"

@@ -1,7 +1,9 @@
 """The real 2P1D vLLM cluster on the test bed: a re-run on the converged cluster only checks it (one module per
-host) and a change by hand or in the inventory is found and deployed; an engine killed by hand comes back by itself
-while the router keeps answering, stop_server stops gracefully, and clean_up leaves nothing of ours on the hosts."""
+host) and a change by hand or in the inventory is found and deployed; a prefill engine killed under a request stream
+costs no request that starts 1 s or more after the kill, comes back by itself and is used again, stop_server stops
+gracefully, and clean_up leaves nothing of ours on the hosts."""
 import json
+import sys
 import tempfile
 import time
 import urllib.request
@@ -9,9 +11,14 @@ from pathlib import Path
 
 from conftest import REPO, ansible_playbook, on_host
 
+sys.path.insert(0, str(REPO / "bench"))
+from failover import served, used_again, wait as until  # noqa: E402  (the bench's client code, one for both)
+from request_stream import Stream, summary  # noqa: E402
+
 EXAMPLE = REPO / "tests" / "testbed" / "inventories" / "testbed_2p1d"
 SITE = REPO / "playbooks" / "site.yml"
 ROUTER = "http://172.31.240.14:10001"
+PREFILL = {"node1": "http://172.31.240.11:8000", "node2": "http://172.31.240.12:8000"}
 
 
 def completion():
@@ -78,18 +85,27 @@ def test_converged_rerun_drift_kill_stop_start_and_clean_up(clean_bed):
     why, changed, executions = counted_run("-e", "llmserve_vllm_health_delay=2")
     assert why.startswith("every host runs as its last deploy left it") and set(changed.values()) == {0}, why
 
-    restarts = on_host("node2", "docker inspect -f '{{.RestartCount}}' llmserve-prefill-node2").stdout.strip()
-    kill = on_host("node2", "kill -9 $(docker inspect -f '{{.State.Pid}}' llmserve-prefill-node2)")
+    # failover: the prefill engine that served the most of a steady stream of completions is killed (2 s after the
+    # stream starts, 8 s before it ends); those that start 1 s or more after the kill are all answered by the other
+    # one. The restart policy brings the engine back with no help from Ansible, and the router sends it requests
+    # again (polled, no fixed sleep).
+    before = {h: served(h, "llmserve-prefill-" + h) for h in PREFILL}
+    stream = Stream(ROUTER, "tiny-llama", period=0.5).start()
+    time.sleep(2)
+    counts = {h: served(h, "llmserve-prefill-" + h) - before[h] for h in PREFILL}
+    host = max(counts, key=counts.get)   # the one the router sends this stream to
+    container = "llmserve-prefill-" + host
+    restarts = on_host(host, "docker inspect -f '{{.RestartCount}}' " + container).stdout.strip()
+    at = time.monotonic()
+    kill = on_host(host, "kill -9 $(docker inspect -f '{{.State.Pid}}' %s)" % container)
     assert kill.returncode == 0, kill.stderr
-    # the other prefill engine serves while this one is down or loading again
-    answers = [completion() for _ in range(6)]
-    assert all(status == 200 and body["choices"][0]["text"] for status, body in answers)
-    # the restart policy brings it back, with no help from Ansible (polled, no fixed sleep)
-    deadline = time.monotonic() + 300
-    while not healthy("http://172.31.240.12:8000/health") and time.monotonic() < deadline:
-        time.sleep(1)
-    assert healthy("http://172.31.240.12:8000/health")
-    after = on_host("node2", "docker inspect -f '{{.RestartCount}}' llmserve-prefill-node2").stdout.strip()
+    after_kill = served(host, container)
+    time.sleep(8)
+    figures = summary(stream.stop(), at)
+    assert figures["failed_after_grace"] == 0 and figures["requests"] >= 18, figures
+    assert until(lambda: healthy(PREFILL[host] + "/health"), timeout=300), host
+    assert used_again(host, container, after_kill), "the router never sent %s a request again" % host
+    after = on_host(host, "docker inspect -f '{{.RestartCount}}' " + container).stdout.strip()
     assert int(after) == int(restarts) + 1
 
     # stop_server stops gracefully (SIGTERM: vLLM exits 0, not 137); a plain run starts them again

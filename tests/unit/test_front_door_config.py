@@ -179,3 +179,37 @@ def test_ipv6_addresses_are_bracketed_in_every_url_and_in_nginx(tmp_path):
     assert argv[argv.index("--prefill") + 1] == "http://[fd00:1::1]:8000"
     assert argv[argv.index("--decode") + 1] == "http://[fd00:1::2]:8000"
     assert pd["front_door"]["health_url"] == "http://[fd00:1::3]:10001/health"
+
+
+@pytest.mark.parametrize("knobs,fails,timeout,interval", [
+    ({}, "1", "2s", "1"),
+    (dict(llmserve_proxy_max_fails=3, llmserve_proxy_fail_timeout=10, llmserve_proxy_health_check_interval=5),
+     "3", "10s", "5"),
+])
+def test_a_dead_backend_is_taken_out_after_max_fails_and_tried_again_after_fail_timeout(tmp_path, knobs, fails,
+                                                                                        timeout, interval):
+    groups, hostvars = native([], [], proxy=("door",))
+    groups["replica"] = ["r0", "r1"]
+    for n, host in enumerate(groups["replica"]):
+        hostvars[host] = dict(hostvars["door"], ansible_host="10.1.0.%d" % (20 + n), llmserve_devices="0")
+    hostvars["door"].update(knobs)
+    _, parsed = render(plan_of(groups, hostvars)["front_door"]["members"][0], tmp_path)
+    http = one(parsed, "http")["block"]
+    for server in find(one(http, "upstream", "llmserve_backends")["block"], "server"):
+        assert server["args"][1:] == ["max_fails=" + fails, "fail_timeout=" + timeout], server
+    # a refused, failed or dropped completion (a POST) goes to the other replica
+    assert one(one(http, "server")["block"], "proxy_next_upstream")["args"] == [
+        "error", "timeout", "http_502", "http_503", "http_504", "non_idempotent"]
+
+    # vllm-router: health checks each `interval` s, out after max_fails failed checks (it takes no passive hint,
+    # and in PD mode it retries nothing: docs/deploy.md, "When an engine dies")
+    plan = plan_of(*native(["p0", "p1"], ["d0"], router=knobs))
+    argv = plan["front_door"]["members"][0]["argv"]
+    for flag_, value in (("--health-check-interval-secs", interval), ("--health-failure-threshold", fails),
+                         ("--worker-startup-check-interval", "1")):
+        assert argv[argv.index(flag_) + 1] == value, argv
+    plan, door = omni_door(llmserve_proxy_max_fails=2)
+    _, parsed = render(door["members"][0], tmp_path, hostvars={})
+    for side in ("prefill_servers", "decode_servers"):
+        for server in find(one(one(parsed, "http")["block"], "upstream", side)["block"], "server"):
+            assert server["args"][1:] == ["max_fails=2", "fail_timeout=2s"], server

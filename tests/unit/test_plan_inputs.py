@@ -161,6 +161,46 @@ def test_omni_hosts_whose_ascend_generation_nothing_says_are_asked_once():
     assert mine.host == "p0" and "say which, ascend_a2 or ascend_a3" in mine.message and "p1, d0, d1" in mine.message
 
 
+def omni_playbook(**names):
+    """omni_2p1d with omni-infer's playbook variables in place of our llmserve_* ones (an omni user's group_vars)."""
+    groups, hostvars = omni(2, 2, 100)
+    for hv in hostvars.values():
+        for ours in ("llmserve_model", "llmserve_image", "llmserve_kv_connector"):
+            hv.pop(ours)
+        hv.update(names)
+    return groups, hostvars
+
+
+OMNI_NAMES = dict(MODEL_PATH="/data/models/deepseek", DOCKER_IMAGE_ID="registry:5000/omni_infer-a3-arm:v1",
+                  KV_CONNECTOR="AscendHcclConnectorV1", MODEL_LEN_MAX_PREFILL="32000", MODEL_LEN_MAX_DECODE=16384,
+                  DECODE_TENSOR_PARALLEL_SIZE=1, LOG_PATH="/data/log_path")
+
+
+def test_omni_playbook_variables_are_taken_as_omni_means_them():
+    plan = plan_of(*omni_playbook(**OMNI_NAMES))
+    for inst in plan["instances"]:
+        length = "32000" if inst["kind"] == "vllm_prefill" else "16384"
+        for m in inst["members"]:
+            assert m["argv"][2] == "/data/models/deepseek" and m["image"] == "registry:5000/omni_infer-a3-arm:v1"
+            assert "AscendHcclConnectorV1" in m["argv"][m["argv"].index("--kv-transfer-config") + 1]
+            assert m["argv"][m["argv"].index("--max-model-len") + 1] == length and m["argv"].count("--max-model-len") == 1
+            assert "/data/log_path:/data/log_path" in m["volumes"] and m["env"]["LOG_PATH"] == "/data/log_path"
+
+
+@pytest.mark.parametrize("names,variable,words", [
+    (dict(DECODE_TENSOR_PARALLEL_SIZE=2), "DECODE_TENSOR_PARALLEL_SIZE", "is 2, but decode runs omni-infer's layout"),
+    (dict(MODEL_PATH="/data/a", llmserve_model="/data/b"), "MODEL_PATH", "and llmserve_model is '/data/b': both name"),
+    (dict(MODEL_LEN_MAX_DECODE=8192, llmserve_vllm_extra_args=["--max-model-len=4096"]), "MODEL_LEN_MAX_DECODE",
+     "and a --max-model-len in llmserve_vllm_extra_args both set"),
+    (dict(MODEL_LEN_MAX_PREFILL="32k"), "MODEL_LEN_MAX_PREFILL", "must be a whole number"),
+    (dict(DOCKER_IMAGE_ID=["omni:v1"]), "DOCKER_IMAGE_ID", "must be a string"),
+])
+def test_omni_playbook_variables_that_cannot_be_taken_are_named(names, variable, words):
+    problems = problems_of(*omni_playbook(**dict(OMNI_NAMES, **names)))
+    mine = [p for p in problems if p.variable == variable]
+    assert mine and words in mine[0].message and mine[0].host in ("p0", "d0"), problems
+
+
 @pytest.mark.parametrize("worker_port", [7000, "6380", 16379])
 def test_a_ray_worker_given_another_gcs_port_than_its_head_is_refused(worker_port):
     groups, hostvars = ray(2, w1=dict(llmserve_ray_port=worker_port))

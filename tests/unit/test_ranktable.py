@@ -227,3 +227,27 @@ def test_mindie_refuses_a_device_ip_two_hosts_report():
     facts["s3"]["devices"][0]["device_ip"] = "29.0.1.0"
     with pytest.raises(rt.RankTableError, match="device IP 29.0.1.0 is on 10.0.0.1 device 0 and on 10.0.0.4 device 0"):
         rt.plan_files(plan, facts)
+
+
+def test_a_multi_node_prefill_launches_and_lists_its_other_hosts_in_omni_infers_order():
+    """omni-infer orders a multi-node P's non-head hosts by address as a string (.10 before .9); the node ranks the
+    engines start with and the instance's merged rank table follow that one order."""
+    from plan_inventories import omni, plan_of
+    groups, hostvars = omni(4, 1, 100, devices="0-7")
+    head = hostvars["p0"]["ansible_host"]
+    for host, octet in (("p1", 9), ("p2", 10), ("p3", 11)):
+        hostvars[host].update(ansible_host="10.0.0.%d" % octet, host_ip=head, kv_rank=0, node_port="8000",
+                              api_port="9000")
+    hostvars["d0"]["ansible_host"] = hostvars["d0"]["host_ip"] = "10.0.0.20"
+    groups["P"] = ["p0", "p1", "p2", "p3"]   # inventory order: .9, .10, .11
+    plan = plan_of(groups, hostvars)
+    (inst,) = [i for i in plan["instances"] if i["kind"] == "vllm_prefill"]
+    assert [plan["hosts"][h]["address"] for h in inst["hosts"]] == [head, "10.0.0.10", "10.0.0.11", "10.0.0.9"]
+    ranks = {m["host"]: int(m["argv"][m["argv"].index("--node-rank") + 1]) for m in inst["members"]}
+    assert ranks == {"p0": 0, "p2": 1, "p3": 2, "p1": 3}
+    files = rt.plan_files(plan, facts_for(plan))
+    merged = json.loads(dict(files["p1"])["/etc/llmserve/ranktable/local_ranktable_merge_prefill-0.json"])
+    assert [s["server_id"] for s in merged["server_list"]] == [head, "10.0.0.10", "10.0.0.11", "10.0.0.9"]
+    # rank ids run over the servers in that order: node rank k holds ranks 8k..8k+7
+    for k, server in enumerate(merged["server_list"]):
+        assert [int(d["rank_id"]) for d in server["device"]] == list(range(8 * k, 8 * k + 8))
