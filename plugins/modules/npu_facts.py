@@ -13,9 +13,10 @@ description:
   - Lists the Ascend NPU chips of the host with C(npu-smi info -l) and C(npu-smi info -m), and tells
     an Atlas A2 host (Ascend 910B, one chip per NPU card) from an Atlas A3 host (Ascend 910_93, two
     dies per card, each die its own device).
-  - For every chip it reads the device IP with C(hccn_tool -i <logical id> -ip -g) on A2 and
-    C(hccn_tool -i <logical id> -vnic -g) on A3, the link state of that port, and the device TLS switch
-    with C(hccn_tool -i <logical id> -tls -g).
+  - For every chip it reads the device IP (the RoCE port's address) with C(hccn_tool -i <logical id> -ip -g),
+    the link state of that port, and the device TLS switch with C(hccn_tool -i <logical id> -tls -g).
+  - On A3 it also reads each die's virtual NIC address with C(hccn_tool -i <logical id> -vnic -g): vllm-ascend's
+    rank table names the vNIC, the HCCL, omni-infer and MindIE tables the RoCE address (docs/ranktable.md).
   - On A3 it also reads each die's super pod id and super device id (SDID) with
     C(npu-smi info -t spod-info -i <NPU ID> -c <Chip ID>).
   - The result is the fact C(llmserve_npu), the per-host part of an HCCL or MindIE rank table.
@@ -135,17 +136,21 @@ ansible_facts:
               type: int
               sample: 1
             device_ip:
-              description: The chip's device IP, the RoCE port address on A2 and the vNIC address on A3.
+              description: The chip's device IP, the address of its RoCE port (C(hccn_tool -ip -g)).
               type: str
-              sample: 10.24.2.4
+              sample: 192.168.2.14
             netmask:
               description: Netmask of the device IP.
               type: str
-              sample: 255.255.0.0
+              sample: 255.255.255.0
             link:
-              description: V(UP) or V(DOWN), of the RoCE port on A2 and of the vNIC on A3.
+              description: V(UP) or V(DOWN), of the RoCE port.
               type: str
               sample: UP
+            vnic_ip:
+              description: The die's virtual NIC address on A3 (C(hccn_tool -vnic -g)), V(null) on A2.
+              type: str
+              sample: 10.24.2.4
             tls:
               description: Whether the device TLS switch is on; HCCL needs it equal on every device.
               type: bool
@@ -376,21 +381,17 @@ def gather(run, npu_smi, hccn_tool, devices=None):
         chip = by_logical[logical_id]
         hccn = [hccn_tool, "-i", str(logical_id)]
         tls = query(hccn + ["-tls", "-g"], parse_hccn_tls)
+        ip = query(hccn + ["-ip", "-g"], parse_hccn_ip)
         device = dict(logical_id=logical_id, card_id=chip["npu_id"], chip_id=chip["chip_id"],
-                      tls=tls["enabled"], super_pod_id=None, super_device_id=None, server_index=None)
+                      device_id=tls["dev_id"] if tls["dev_id"] is not None else logical_id,
+                      device_ip=ip["ipaddr"], netmask=ip["netmask"], link=query(hccn + ["-link", "-g"], parse_hccn_link),
+                      vnic_ip=None, tls=tls["enabled"], super_pod_id=None, super_device_id=None, server_index=None)
         if generation == "A3":
-            vnic = query(hccn + ["-vnic", "-g"], parse_hccn_vnic)
-            device.update(device_id=chip["phy_id"], device_ip=vnic["ipaddr"], netmask=vnic["netmask"],
-                          link=vnic["link"])
             spod = query([npu_smi, "info", "-t", "spod-info", "-i", str(chip["npu_id"]), "-c", str(chip["chip_id"])],
                          parse_spod_info)
-            device.update(super_pod_id=spod["super_pod_id"], super_device_id=spod["sdid"],
+            device.update(device_id=chip["phy_id"], vnic_ip=query(hccn + ["-vnic", "-g"], parse_hccn_vnic)["ipaddr"],
+                          super_pod_id=spod["super_pod_id"], super_device_id=spod["sdid"],
                           server_index=spod["server_index"])
-        else:
-            ip = query(hccn + ["-ip", "-g"], parse_hccn_ip)
-            device.update(device_id=tls["dev_id"] if tls["dev_id"] is not None else logical_id,
-                          device_ip=ip["ipaddr"], netmask=ip["netmask"],
-                          link=query(hccn + ["-link", "-g"], parse_hccn_link))
         result.append(device)
     pods = {d["super_pod_id"] for d in result}
     return dict(generation=generation, chip_name=chips[0]["name"], card_count=len(cards), chip_count=len(chips),

@@ -12,6 +12,9 @@ A *server* here is ``{"server_id": host address, "devices": [device, ...]}`` in 
 - vllm-ascend's ``prefill_device_list`` / ``decode_device_list``;
 - MindIE's global table (group 0 coordinator, 1 controller, 2 and up the server instances).
 
+Which device IP each format carries on A3 follows its consumer, cited beside each function: the RoCE port's
+(``hccn_tool -ip -g``) for HCCL, omni-infer and MindIE, the vNIC's (``hccn_tool -vnic -g``) for vllm-ascend.
+
 Where the peers' own generators disagree with their consumers (fixtures in tests/unit/fixtures/ranktable),
 these follow the consumer: ``rank_id`` is always written, numbered by node order then card order within
 the instance; ``device_logical_id`` is written where MindIE reads it.
@@ -54,7 +57,11 @@ def _super_pods(servers):
 
 
 def hccl(servers, a3=False):
-    """The HCCL rank table of one instance (RANK_TABLE_FILE): v1.0 on A2, v1.2 on A3."""
+    """The HCCL rank table of one instance (RANK_TABLE_FILE): v1.0 on A2, v1.2 on A3. device_ip is the RoCE port's
+    address on both: HCCL's A3 rank table guide names the NIC address of /etc/hccn.conf (hicann/hccl @09300b7,
+    docs/zh/user_guide/cluster_info_config/rank_table_config_a3.md 22, 85), and picks the vNIC link within a super
+    pod by itself from super_device_id (line 84). MindIE's tables (filled below) take the same address, as
+    MindCluster fills them (ascend-device-plugin ascendcommon.go 877-913, DCMI_ROCE_PORT)."""
     server_list = []
     for entry in _ranked(servers, a3):
         server = {"server_id": entry["server_id"], "container_ip": entry["server_id"]}
@@ -69,30 +76,34 @@ def hccl(servers, a3=False):
     return table
 
 
-def _omni_servers(servers, a3):
+def _omni_servers(servers):
+    """omni-infer's server entries: device_id, the RoCE device_ip and rank_id alone, on A3 too. Its generator reads
+    only `hccn_tool -ip -g` and writes no super_* field (pd_ranktable_tools.py @652b242 lines 307-336), and its
+    connector rebuilds a v1.0 link table from each device_ip (omni/accelerators/pd/utils.py 73-143, used by
+    llmdatadist_manager.py 398-442): a vNIC address there would name the wrong port."""
     return [{"server_id": e["server_id"], "server_ip": e["server_id"], "device": e["device"]}
-            for e in _ranked(servers, a3)]
+            for e in _ranked(servers, False)]
 
 
-def omni_local(server, a3=False):
+def omni_local(server):
     """omni-infer's ``local_ranktable_<ip>_<ids>.json`` of one host (its gen mode): ranks 0..n-1."""
     return {"version": "1.0", "status": "completed", "group_id": "0", "server_count": "1",
-            "server_list": _omni_servers([server], a3)}
+            "server_list": _omni_servers([server])}
 
 
-def omni_merged(servers, a3=False):
+def omni_merged(servers):
     """omni-infer's ``local_ranktable_merge.json`` of an instance over several hosts (merge-local mode):
     an integer server_count and ranks renumbered across the hosts."""
     return {"version": "1.0", "status": "completed", "group_id": "0", "server_count": len(servers),
-            "server_list": _omni_servers(servers, a3)}
+            "server_list": _omni_servers(servers)}
 
 
-def omni_global(prefill_instances, decode_servers, a3=False):
+def omni_global(prefill_instances, decode_servers):
     """omni-infer's ``global_ranktable_merge.json``: group "0".."P-1" the prefill instances in order, then
     the decode instance; the connector tells them apart by group_id < PREFILL_POD_NUM."""
     groups = list(prefill_instances) + [decode_servers]
     return {"version": "1.0", "status": "completed", "server_group_list": [
-        {"group_id": str(i), "server_count": len(servers), "server_list": _omni_servers(servers, a3)}
+        {"group_id": str(i), "server_count": len(servers), "server_list": _omni_servers(servers)}
         for i, servers in enumerate(groups)]}
 
 
@@ -103,7 +114,10 @@ def omni_local_name(address, device_ids):
 
 def vllm_ascend(prefill_servers, decode_servers, a3=False):
     """vllm-ascend's ``ranktable.json`` (DISAGGREGATED_PREFILL_RANK_TABLE_PATH): devices in node order,
-    cluster_id counting from 1 over both lists, server_count the number of nodes."""
+    cluster_id counting from 1 over both lists, server_count the number of nodes. On A3 its device_ip is the die's
+    vNIC address with its super pod and SDID: its generator reads `hccn_tool -vnic -g` there
+    (examples/disaggregated_prefill_v1/gen_ranktable.py @848419d 85-94), and its connector links through a v1.2
+    table built of those (vllm_ascend/distributed/llmdatadist_c_mgr_connector.py 499-503, 708-783)."""
     lists, cluster = {}, 0
     for name, servers in (("prefill_device_list", prefill_servers), ("decode_device_list", decode_servers)):
         lists[name] = []
@@ -111,7 +125,7 @@ def vllm_ascend(prefill_servers, decode_servers, a3=False):
             for dev in server["devices"]:
                 cluster += 1
                 entry = {"server_id": server["server_id"], "device_id": str(dev["device_id"]),
-                         "device_ip": str(dev["device_ip"])}
+                         "device_ip": str(dev["vnic_ip"] if a3 else dev["device_ip"])}
                 if a3:
                     entry.update(super_pod_id=str(dev["super_pod_id"]), super_device_id=str(dev["super_device_id"]))
                 entry["cluster_id"] = str(cluster)
@@ -256,12 +270,12 @@ def plan_files(plan, facts):
             server = _server(host, plan["hosts"][host]["address"], devices, facts)
             servers.append(server)
             path = _local_path(folder, server["server_id"], devices)
-            tables[path] = omni_local(server, a3)
+            tables[path] = omni_local(server)
             paths_of.setdefault(host, []).append(path)
         servers_of[inst["name"]] = servers
         shared = [("%s/hccl_%s.json" % (folder, inst["name"]), hccl(servers, a3))]
         if len(servers) > 1:
-            shared.insert(0, (_merged_path(folder, inst["name"]), omni_merged(servers, a3)))
+            shared.insert(0, (_merged_path(folder, inst["name"]), omni_merged(servers)))
         for path, table in shared:
             tables[path] = table
             for host in inst["hosts"]:
@@ -274,7 +288,7 @@ def plan_files(plan, facts):
         for paths in paths_of.values():
             paths.append(path)
     whole = "%s/%s" % (folder, GLOBAL_NAME)
-    tables[whole] = omni_global(prefill, decode, a3)
+    tables[whole] = omni_global(prefill, decode)
     check(tables[whole], expected_devices=[sum(len(s["devices"]) for s in g) for g in prefill + [decode]],
           what=GLOBAL_NAME)
     texts = {}

@@ -1,7 +1,7 @@
 """The ranktable stage on A3 test-bed hosts (stand-in npu-smi and hccn_tool over the a3-16 fixture: 16 dies
-per host in one super pod): HCCL v1.2 with super_device_id and super_pod_list from each host's own tools,
-vllm-ascend's list file with its super pod fields, modes 0640/0750, nothing changed on a second run or in
-check mode, and clean_up takes the tables away. (The omni_2p1d molecule scenario covers A2 with engines.)"""
+per host in one super pod): HCCL v1.2 with the RoCE device IPs, super_device_id and super_pod_list from each
+host's own tools, vllm-ascend's list file with the vNIC addresses and its super pod fields, modes 0640/0750,
+nothing changed on a second run or in check mode, and clean_up takes the tables away. (The omni_2p1d molecule scenario covers A2 with engines.)"""
 import json
 import re
 import sys
@@ -51,10 +51,11 @@ def table(host, name):
     return json.loads(res.stdout)
 
 
-def dies(host):
-    """(logical id, vnic IP, SDID) of each die as the host's stand-in tools report them."""
+def dies(host, address="ip"):
+    """(logical id, RoCE IP or, with address="vnic_ip", vNIC IP, SDID) of each die as the host's stand-in tools
+    report them."""
     fixture = make_fixture("a3-16", int(ADDRESS[host].rsplit(".", 1)[1]))
-    return sorted((chip["logic_id"], chip["vnic_ip"], chip["sdid"]) for card in fixture["cards"] for chip in card["chips"])
+    return sorted((chip["logic_id"], chip[address], chip["sdid"]) for card in fixture["cards"] for chip in card["chips"])
 
 
 @pytest.fixture
@@ -74,15 +75,16 @@ def test_a3_rank_tables_come_from_each_hosts_own_tools(a3_bed):
     for n, (server, host) in enumerate(zip(hccl["server_list"], ("node2", "node3"))):
         assert server["host_ip"] == ADDRESS[host]
         got = [(int(d["device_id"]), d["device_ip"], int(d["super_device_id"])) for d in server["device"]]
-        assert got == dies(host)   # npu_facts read them off this host's hccn_tool -vnic and spod-info
+        assert got == dies(host)   # npu_facts read them off this host's hccn_tool -ip and spod-info
         assert [int(d["rank_id"]) for d in server["device"]] == list(range(16 * n, 16 * n + 16))
     assert hccl["super_pod_list"] == [{"super_pod_id": "0", "server_list": [{"server_id": ADDRESS["node2"]},
                                                                            {"server_id": ADDRESS["node3"]}]}]
     listed = table("node1", "ranktable.json")   # vllm-ascend's, for LLMDataDistCMgrConnector
     assert listed == table("node2", "ranktable.json")
     assert [(d["server_id"], d["super_pod_id"]) for d in listed["prefill_device_list"]] == [(ADDRESS["node1"], "0")] * 16
-    assert [int(d["super_device_id"]) for d in listed["decode_device_list"]] == \
-        [sdid for _, _, sdid in dies("node2") + dies("node3")]
+    # vllm-ascend's table names each die's vNIC (its generator's hccn_tool -vnic -g), with its SDID
+    assert [(d["device_ip"], int(d["super_device_id"])) for d in listed["decode_device_list"]] == \
+        [(ip, sdid) for _, ip, sdid in dies("node2", "vnic_ip") + dies("node3", "vnic_ip")]
     modes = on_host("node2", "stat -c '%%a %%n' %s %s/*" % (FOLDER, FOLDER)).stdout.split("\n")
     assert modes[0] == "750 " + FOLDER and all(line.startswith("640 ") for line in modes[1:] if line), modes
     assert on_host("node4", "test -e %s" % FOLDER).returncode == 1   # the front door reads no rank table

@@ -180,7 +180,7 @@ def test_a2_device_id_is_the_physical_id_hccn_tool_prints():
     run, calls = canned(A2_ONE_CARD)
     facts = npu_facts.gather(run, "npu-smi", "hccn_tool")
     assert facts["devices"] == [dict(device_id=4, logical_id=0, card_id=4, chip_id=0, device_ip="10.0.0.4",
-                                     netmask="255.255.255.0", link="DOWN", tls=True, super_pod_id=None,
+                                     netmask="255.255.255.0", link="DOWN", vnic_ip=None, tls=True, super_pod_id=None,
                                      super_device_id=None, server_index=None)]
     assert not any("spod-info" in c or "-vnic" in c for c in calls)
 
@@ -223,15 +223,17 @@ def with_stand_ins(fixture_path, path=STAND_INS):
     return {"PATH": "%s:/usr/bin:/bin" % path, "LLMSERVE_NPU_FIXTURE": str(fixture_path)}
 
 
-def test_a3_host_reports_every_die_with_its_vnic_address_and_sdid(fixture_files):
+def test_a3_host_reports_every_die_with_its_roce_and_vnic_addresses_and_sdid(fixture_files):
     rc, result = npu_facts_task(env=with_stand_ins(fixture_files["a3-16", 2]))
     assert rc == 0, result.get("msg")
     npu = result["ansible_facts"]["llmserve_npu"]
     assert (npu["generation"], npu["card_count"], npu["chip_count"], npu["chips_per_card"]) == ("A3", 8, 16, 2)
     assert npu["super_pod_id"] == 0 and result["changed"] is False
-    assert [d["device_ip"] for d in npu["devices"]] == ["10.24.2.%d" % (i + 1) for i in range(16)]
-    assert npu["devices"][5] == dict(device_id=5, logical_id=5, card_id=2, chip_id=1, device_ip="10.24.2.6",
-                                     netmask="255.255.0.0", link="UP", tls=False, super_pod_id=0,
+    # the RoCE port's address (-ip -g) for HCCL, omni-infer and MindIE; the vNIC's (-vnic -g) for vllm-ascend
+    assert [d["device_ip"] for d in npu["devices"]] == ["192.168.2.%d" % (10 + i) for i in range(16)]
+    assert [d["vnic_ip"] for d in npu["devices"]] == ["10.24.2.%d" % (i + 1) for i in range(16)]
+    assert npu["devices"][5] == dict(device_id=5, logical_id=5, card_id=2, chip_id=1, device_ip="192.168.2.15",
+                                     netmask="255.255.255.0", link="UP", vnic_ip="10.24.2.6", tls=False, super_pod_id=0,
                                      super_device_id=fixtures.sdid(2, 2, 1, 5), server_index=2)
     assert len({d["super_device_id"] for d in npu["devices"]}) == 16
 

@@ -18,13 +18,14 @@ def case(name):
     data = json.loads((FIXTURES / name / "input.json").read_text())
     servers = {}
     for host in data["hosts"]:
+        # vllm_ascend_a3_2node's hccn_tool stand-in answered -vnic -g with the device_ip it lists
         servers[host["host_ip"]] = {"server_id": host["host_ip"], "devices": [
-            dict(d, super_device_id=d.get("sdid")) for d in host["devices"]]}
+            dict(d, super_device_id=d.get("sdid"), vnic_ip=d.get("vnic_ip", d["device_ip"])) for d in host["devices"]]}
     outputs = {p.name: p.read_text() for p in (FIXTURES / name / "out").iterdir()}
     return data, servers, outputs
 
 
-@pytest.mark.parametrize("name", ["omni_a2_2p1d", "omni_a2_16dev_1p1d"])
+@pytest.mark.parametrize("name", ["omni_a2_2p1d", "omni_a2_16dev_1p1d", "omni_a3_2p1d"])
 def test_omni_local_tables_equal_omni_infers_byte_for_byte(name):
     dummy, servers, outputs = case(name)
     for server in servers.values():
@@ -32,19 +33,22 @@ def test_omni_local_tables_equal_omni_infers_byte_for_byte(name):
         assert rt.dumps(rt.omni_local(server)) == outputs[name]
 
 
-@pytest.mark.parametrize("name", ["omni_a2_2p1d", "omni_a2_16dev_1p1d"])
+@pytest.mark.parametrize("name", ["omni_a2_2p1d", "omni_a2_16dev_1p1d", "omni_a3_2p1d"])
 def test_omni_global_merge_equals_omni_infers(name):
     data, servers, outputs = case(name)
     prefill = [[servers[h] for h in inst["hosts"]] for inst in data["layout"]["P"]]
     decode = [servers[h] for inst in data["layout"]["D"] for h in inst["hosts"]]
     table = rt.omni_global(prefill, decode)
     assert rt.dumps(table) == outputs["global_ranktable_merge.json"]
-    rt.check(table, expected_devices=[8 * len(p) if name == "omni_a2_2p1d" else 16 for p in prefill]
-             + [len(decode) * (8 if name == "omni_a2_2p1d" else 16)], what=name)
+    per_host = 8 if name == "omni_a2_2p1d" else 16
+    rt.check(table, expected_devices=[per_host * len(p) for p in prefill] + [len(decode) * per_host], what=name)
 
 
-def test_omni_merge_of_the_two_host_decode_equals_omni_infers():
-    data, servers, outputs = case("omni_a2_2p1d")
+@pytest.mark.parametrize("name", ["omni_a2_2p1d", "omni_a3_2p1d"])
+def test_omni_merge_of_the_two_host_decode_equals_omni_infers(name):
+    """On A3 too (omni_a3_2p1d: omni-infer's generator run on A3 stand-ins whose -ip and -vnic answers differ): the
+    RoCE address, no super_* field."""
+    data, servers, outputs = case(name)
     decode = [servers[h] for h in data["layout"]["D"][0]["hosts"]]
     assert rt.dumps(rt.omni_merged(decode)) == outputs["local_ranktable_merge.json"]
 
@@ -111,7 +115,8 @@ def facts_for(plan, drop=None, no_ip=None):
         octet = entry["address"].rsplit(".", 1)[-1]
         facts[host] = {"generation": "A3", "devices": [
             {"device_id": d, "logical_id": d, "device_ip": None if (host, d) == no_ip else "29.0.%s.%d" % (octet, d),
-             "super_device_id": 1000 * int(octet) + d, "super_pod_id": 0} for d in range(8) if (host, d) != drop]}
+             "vnic_ip": "10.20.%s.%d" % (octet, d), "super_device_id": 1000 * int(octet) + d, "super_pod_id": 0}
+            for d in range(8) if (host, d) != drop]}
     return facts
 
 
@@ -164,7 +169,10 @@ def test_the_stage_writes_vllm_ascends_table_for_its_llmdatadist_connector_on_ev
     table = json.loads(texts["d0"])
     # one entry per device: the prefill hosts' 16, then the decoder's 8, cluster ids counting over both
     assert [d["server_id"] for d in table["prefill_device_list"]] == ["10.1.0.10"] * 8 + ["10.1.0.11"] * 8
-    assert [d["device_ip"] for d in table["decode_device_list"]] == ["29.0.12.%d" % d for d in range(8)]
+    # on A3, the dies' vNIC addresses (its generator's -vnic -g); the HCCL and omni tables keep the RoCE ones
+    assert [d["device_ip"] for d in table["decode_device_list"]] == ["10.20.12.%d" % d for d in range(8)]
+    hccl = json.loads(dict(files["d0"])["/etc/llmserve/ranktable/hccl_decode-d0.json"])
+    assert [d["device_ip"] for d in hccl["server_list"][0]["device"]] == ["29.0.12.%d" % d for d in range(8)]
     assert [d["cluster_id"] for d in table["prefill_device_list"] + table["decode_device_list"]] == \
         [str(n) for n in range(1, 25)]
     assert table["server_count"] == "3" and table["status"] == "completed"
@@ -172,7 +180,7 @@ def test_the_stage_writes_vllm_ascends_table_for_its_llmdatadist_connector_on_ev
     with pytest.raises(rt.RankTableError, match="group decode_device_list lists 8 devices, the plan has 9"):
         rt.check(table, expected_devices=[16, 9])
     table["decode_device_list"][1]["device_ip"] = table["prefill_device_list"][10]["device_ip"]
-    with pytest.raises(rt.RankTableError, match="device IP 29.0.11.2 is on 10.1.0.11 device 2 and on 10.1.0.12 device 1"):
+    with pytest.raises(rt.RankTableError, match="device IP 10.20.11.2 is on 10.1.0.11 device 2 and on 10.1.0.12 device 1"):
         rt.check(table)
 
 
