@@ -11,15 +11,18 @@ fault sends a completion every `period` s (each in its own thread, 60 s timeout)
 15 s after it (for the decode: until it is back), and:
 - prefill: kills (SIGKILL) the prefill engine that served the most of the stream so far;
 - decode: kills the decode engine (the only one: nothing can serve until its restart policy brings it back);
-- router: restarts the router's container (docker restart).
-Then it waits until the killed engine is healthy again and, for a prefill, has served again (used again with
-no deploy; asked one request at a time, as an engine warming up on these 2 shared cores is slow). It prints the
-failed requests, the failure window (first to last failed start, s after the fault), the failures among requests
-that started 1 s or more after it, and when the engine was back.
+- router: stops the router (SIGTERM); its restart policy starts it again.
+Faults are signalled from this machine to the process (the bed's hosts are its containers), at a moment noted
+to the millisecond. Then it waits until the killed engine is healthy again and, for a prefill, has served again
+(used again with no deploy; asked two requests at a time, as the router's cache_aware policy sends a lone one to
+the first prefill). It prints the failed requests, the failure window (first to last failed start, s after the
+fault), the failures among requests that started 1 s or more after it, and when the engine was back.
 Writes bench/results/failover.json. Not a test: the figures depend on this machine's load.
 """
 import argparse
+import concurrent.futures
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -80,20 +83,42 @@ def deploy(knobs):
         sys.exit("site.yml failed:\n" + res.stdout[-3000:] + res.stderr[-2000:])
 
 
-def kill(host, container):
-    res = on_host(host, "kill -9 $(docker inspect -f '{{.State.Pid}}' %s)" % container)
-    if res.returncode:
-        sys.exit("could not kill %s on %s: %s" % (container, host, res.stderr))
+def main_pid(host, container):
+    """This machine's PID of the container's main process. The bed's hosts are containers of this machine, so the
+    engines' processes are this machine's too: signalled from here, a fault happens at the moment we note, not
+    whenever a `docker exec` gets through to the host."""
+    cid = on_host(host, "docker inspect -f '{{.Id}}' " + container).stdout.strip()
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or not cid or cid not in (proc / "cgroup").read_text():
+                continue
+            nspid = next(line.split()[1:] for line in (proc / "status").read_text().splitlines()
+                         if line.startswith("NSpid:"))
+        except (OSError, StopIteration):
+            continue
+        if nspid[-1] == "1":   # PID 1 inside the container
+            return int(proc.name)
+    raise RuntimeError("no process of %s on %s found on this machine" % (container, host))
 
 
-def used_again(host, container, since, timeout=120):
-    """Completions one at a time (no load on an engine still warming up) until `container` has served one more
-    than `since`; True when it has."""
+def kill(host, container, sig=signal.SIGKILL):
+    """Signal the container's main process (SIGKILL: it dies at once; SIGTERM: it stops as on a restart, and its
+    restart policy starts it again); return when, in seconds since the epoch."""
+    pid = main_pid(host, container)
+    at = time.time()
+    os.kill(pid, sig)
+    return at
+
+
+def used_again(host, container, since, door=DOOR, model=MODEL, timeout=120):
+    """Completions two at a time until `container` has served one more than `since`; True when it has. (The router's
+    cache_aware policy sends a lone request to the first prefill with the least load: a pair reaches both.)"""
     deadline = time.monotonic() + timeout
-    while served(host, container) <= since:
-        if time.monotonic() > deadline:
-            return False
-        ask(DOOR, MODEL)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        while served(host, container) <= since:
+            if time.monotonic() > deadline:
+                return False
+            list(pool.map(lambda _: ask(door, model), range(2)))
     return True
 
 
@@ -104,31 +129,28 @@ def fault(name, period, after=15):
     before = {h: served(h, "llmserve-prefill-" + h) for h in PREFILL}
     stream = Stream(DOOR, MODEL, period).start()
     time.sleep(4)   # a steady state before the fault
-    figures, at = {}, time.monotonic()
+    figures = {}
     if name == "prefill":
         counts = {h: served(h, "llmserve-prefill-" + h) - before[h] for h in PREFILL}
         host = max(counts, key=counts.get)   # the one the router sends this stream to
-        kill(host, "llmserve-prefill-" + host)
+        at = kill(host, "llmserve-prefill-" + host)
         after_kill = served(host, "llmserve-prefill-" + host)
         time.sleep(after)
         results = stream.stop()
         back = wait(lambda: healthy(PREFILL[host]))
-        figures.update(killed=host, served_before=counts, back_after=round(time.monotonic() - at, 1) if back else None)
+        figures.update(killed=host, served_before=counts, back_after=round(time.time() - at, 1) if back else None)
         # used again with no deploy: the router's health check takes it back and the policy sends it requests
         again = back and used_again(host, "llmserve-prefill-" + host, after_kill)
-        figures["used_again_after"] = round(time.monotonic() - at, 1) if again else None
+        figures["used_again_after"] = round(time.time() - at, 1) if again else None
     elif name == "decode":
         host, address = DECODE
-        kill(host, "llmserve-decode-" + host)
+        at = kill(host, "llmserve-decode-" + host)
         back = wait(lambda: healthy(address))
-        figures.update(killed=host, back_after=round(time.monotonic() - at, 1) if back else None)
+        figures.update(killed=host, back_after=round(time.time() - at, 1) if back else None)
         time.sleep(3)
         results = stream.stop()
     else:
-        res = on_host("node4", "docker restart llmserve-router")
-        if res.returncode:
-            sys.exit("could not restart the router: " + res.stderr)
-        figures["restart_command_took"] = round(time.monotonic() - at, 1)
+        at = kill("node4", "llmserve-router", signal.SIGTERM)
         time.sleep(after)
         results = stream.stop()
     figures.update(summary(results, at))

@@ -12,7 +12,7 @@ from pathlib import Path
 from conftest import REPO, ansible_playbook, on_host
 
 sys.path.insert(0, str(REPO / "bench"))
-from failover import served, used_again, wait as until  # noqa: E402  (the bench's client code, one for both)
+from failover import kill, served, used_again, wait as until  # noqa: E402  (the bench's client code, one for both)
 from request_stream import Stream, summary  # noqa: E402
 
 EXAMPLE = REPO / "tests" / "testbed" / "inventories" / "testbed_2p1d"
@@ -96,9 +96,7 @@ def test_converged_rerun_drift_kill_stop_start_and_clean_up(clean_bed):
     host = max(counts, key=counts.get)   # the one the router sends this stream to
     container = "llmserve-prefill-" + host
     restarts = on_host(host, "docker inspect -f '{{.RestartCount}}' " + container).stdout.strip()
-    at = time.monotonic()
-    kill = on_host(host, "kill -9 $(docker inspect -f '{{.State.Pid}}' %s)" % container)
-    assert kill.returncode == 0, kill.stderr
+    at = kill(host, container)   # when it died, by Docker's clock
     after_kill = served(host, container)
     time.sleep(8)
     figures = summary(stream.stop(), at)
