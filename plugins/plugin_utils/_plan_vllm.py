@@ -560,6 +560,8 @@ def _front_door(inv, ports, entries, group):
                               "front-door", "llmserve_proxy_metrics_port")
         door.update(kind="vllm-router", backends=backends, metrics_port=metrics)
         door["members"].append(_router(inv, host, entries, listen, metrics, retries))
+        if not keyed:   # with a key, nginx's /health asks the router's /readiness
+            door["health_url"] = door_url + READINESS
     if door["kind"] != "vllm-router" or keyed:
         door["members"].append(_nginx(inv, host, door, [address, port], retries, entries))
     return door
@@ -578,6 +580,7 @@ def _nginx(inv, host, door, listen, retries, entries):
     prefill server first (max_tokens 1), then to a decode server with the prefill's kv_transfer_params."""
     config = "%s/front-door/nginx.conf" % inv.get(host, "llmserve_config_dir")
     settings = dict(config=config, listen=listen, least_conn=door["kind"] == "nginx", tries=retries + 1, pd=None,
+                    health_path=READINESS if door["kind"] == "vllm-router" else None,
                     max_fails=inv.integer(host, "llmserve_proxy_max_fails", 1),
                     fail_timeout=inv.integer(host, "llmserve_proxy_fail_timeout", 1),
                     api_key=dict(variable="llmserve_api_key", host=host) if door["api_key"] else None)
@@ -617,6 +620,11 @@ def _max_num_seqs(entries, kind):
     return int(value) if str(value).isdigit() else 256   # vLLM itself refuses a --max-num-seqs that is no number
 
 
+# vllm-router is ready when one prefill and one decode are healthy (src/routers/http/pd_router.rs 1616-1660); its
+# /health answers 503 while any one backend is down (1283-1310), which a front door that routes around it is not
+READINESS = "/readiness"
+
+
 def _router(inv, host, entries, listen, metrics, retries):
     """vllm-router in PD mode: its backends are the plan's API servers, so they always match the engines."""
     argv = ["vllm-router", "--vllm-pd-disaggregation"]
@@ -638,7 +646,7 @@ def _router(inv, host, entries, listen, metrics, retries):
     argv += ["--retry-max-retries", str(retries)] if retries else ["--disable-retries"]
     argv += [str(a) for a in inv.get(host, "llmserve_proxy_extra_args") or []]
     return dict(host=host, role="router", container="llmserve-router", image=inv.get(host, "llmserve_proxy_image"), argv=argv,
-                listen=list(listen), health_url=url(*listen, path="/health"), log_options=log_options(inv, host))
+                listen=list(listen), health_url=url(*listen, path=READINESS), log_options=log_options(inv, host))
 
 
 def _omni_accelerator(inv):

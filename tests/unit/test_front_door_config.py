@@ -178,7 +178,7 @@ def test_ipv6_addresses_are_bracketed_in_every_url_and_in_nginx(tmp_path):
     argv = pd["front_door"]["members"][0]["argv"]
     assert argv[argv.index("--prefill") + 1] == "http://[fd00:1::1]:8000"
     assert argv[argv.index("--decode") + 1] == "http://[fd00:1::2]:8000"
-    assert pd["front_door"]["health_url"] == "http://[fd00:1::3]:10001/health"
+    assert pd["front_door"]["health_url"] == "http://[fd00:1::3]:10001/readiness"
 
 
 @pytest.mark.parametrize("knobs,fails,timeout,interval", [
@@ -208,6 +208,14 @@ def test_a_dead_backend_is_taken_out_after_max_fails_and_tried_again_after_fail_
     for flag_, value in (("--health-check-interval-secs", interval), ("--health-failure-threshold", fails),
                          ("--worker-startup-check-interval", "1")):
         assert argv[argv.index(flag_) + 1] == value, argv
+    # the router is ready while one prefill and one decode are (its /health fails while any one backend is down)
+    assert plan["front_door"]["health_url"] == "http://10.1.0.13:10001/readiness"
+    assert plan["front_door"]["members"][0]["health_url"] == "http://10.1.0.13:10001/readiness"
+    keyed = plan_of(*native(["p0"], ["d0"], common=dict(llmserve_api_key=KEY)))["front_door"]
+    _, parsed = render(keyed["members"][1], tmp_path, hostvars={"router": {"llmserve_api_key": KEY}})
+    health = one(one(one(parsed, "http")["block"], "server")["block"], "location", "=", "/health")
+    assert one(health["block"], "proxy_pass")["args"] == ["http://llmserve_backends/readiness"]
+    assert keyed["health_url"].endswith(":10001/health")
     plan, door = omni_door(llmserve_proxy_max_fails=2)
     _, parsed = render(door["members"][0], tmp_path, hostvars={})
     for side in ("prefill_servers", "decode_servers"):
