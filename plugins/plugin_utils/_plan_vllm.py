@@ -674,9 +674,9 @@ def _omni_accelerator(inv):
 
 
 # omni-infer's playbook variables (its run_docker and run_server environment, reference/omni-infer.md §1) that name
-# one of ours
 # one of ours (LOG_PATH_IN_EXECUTOR, the controller's log folder, is read by fetch_log.yml)
-OMNI_PLAYBOOK = {"MODEL_PATH": "llmserve_model", "DOCKER_IMAGE_ID": "llmserve_image", "KV_CONNECTOR": "llmserve_kv_connector"}
+OMNI_PLAYBOOK = {"MODEL_PATH": "llmserve_model", "DOCKER_IMAGE_ID": "llmserve_image",
+                 "KV_CONNECTOR": "llmserve_kv_connector"}
 
 
 def _omni_playbook(inv):

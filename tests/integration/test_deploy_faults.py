@@ -1,0 +1,84 @@
+"""Faults during a deploy, on the test bed with the engine simulator (prefill node1, decode node2, the front door on
+node3 behind an API key): an engine host that cannot be reached, a registry that refuses the login or is down, and
+a deploy interrupted half way. Each run names the host and the cause; the front door is never started listing an
+engine that is not up; the next run converges (and a run after it changes nothing), with no container of the
+interrupted run recreated."""
+import os
+import re
+import signal
+import subprocess
+import sys
+
+from conftest import INVENTORY, REPO, VAULT_PASSWORD_FILE, ansible_playbook
+from test_front_door import DOOR, KEY, SITE, ask, changed, container_ids, inventory, run
+
+sys.path.insert(0, str(REPO / "bench"))
+from failover import wait as until  # noqa: E402
+
+GROUPS = {"prefill": ["node1"], "decode": ["node2"], "proxy": ["node3"]}
+FRONT_DOOR_KEPT = "the front door on node3 is left as it was"
+
+
+def failing(*args):
+    """A run that fails; its output with every run of white space made one space (the callback wraps messages)."""
+    res = ansible_playbook(SITE, *args)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out[-3000:]
+    assert KEY not in out
+    return " ".join(out.split())
+
+
+def converges(args):
+    """The next run deploys what is missing and the front door answers; the one after changes nothing."""
+    run(*args)
+    assert ask(DOOR, KEY) == 200
+    assert set(changed(run(*args)).values()) == {0}
+
+
+def test_an_unreachable_engine_host_starts_no_front_door_and_the_next_run_converges(clean_bed, tmp_path):
+    out = failing(*inventory(tmp_path, "pd", GROUPS, node2=dict(ansible_port=1)))
+    assert re.search(r"fatal: \[node2\]: UNREACHABLE!.*port 1: Connection refused", out), out[-3000:]
+    assert FRONT_DOOR_KEPT in out and "so their engines are not known to be up: node2." in out, out[-3000:]
+    assert container_ids(["node3"]) == {}   # neither nginx nor the router lists node2's engine
+    assert "llmserve-prefill-node1" in container_ids(["node1"])   # the hosts that answer are deployed
+    converges(inventory(tmp_path, "pd", GROUPS))
+    run(*inventory(tmp_path, "pd", GROUPS), "--tags", "clean_up")
+
+
+def test_a_registry_that_refuses_the_login_or_is_down_is_named_and_the_next_run_converges(clean_bed, tmp_path):
+    args = inventory(tmp_path, "pd", GROUPS)
+    wrong = "not-the-password-0815"
+    out = failing(*args, "-e", "llmserve_registry_password=" + wrong)
+    for host in ("node1", "node2", "node3"):
+        assert "%s could not log into" % host in out, out[-3000:]
+    assert "unauthorized" in out.lower() and "llmserve_registry_password" in out and wrong not in out
+    assert container_ids(["node1", "node2", "node3"]) == {}
+
+    down = inventory(tmp_path, "down", GROUPS, node1=dict(llmserve_image="172.31.240.2:5999/llmserve/engine-sim:0.1.0"))
+    out = failing(*down)
+    assert re.search(r"failed: \[node1\] \(item=172\.31\.240\.2:5999/\S+\) => .*? msg: 'pulling "
+                     r"172\.31\.240\.2:5999/llmserve/engine-sim:0\.1\.0 failed: .*?connection refused", out), out[-3000:]
+    assert FRONT_DOOR_KEPT in out and "known to be up: node1." in out, out[-3000:]
+    assert container_ids(["node3"]) == {}
+    converges(args)
+    run(*args, "--tags", "clean_up")
+
+
+def test_a_deploy_interrupted_half_way_is_finished_by_the_next_run(clean_bed, tmp_path):
+    # the decode engine takes 20 s to load (the simulator's start-up delay), so the run is surely half way when the
+    # prefill engine runs
+    args = inventory(tmp_path, "pd", GROUPS, node2=dict(llmserve_vllm_env={"LLMSERVE_SIM_STARTUP_DELAY": "20"}))
+    cmd = [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", str(INVENTORY), SITE, *args]
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_VAULT_PASSWORD_FILE=str(VAULT_PASSWORD_FILE))
+    with subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as deploy:
+        # Ctrl-C once the first engine runs, before the front door
+        started = until(lambda: "llmserve-prefill-node1" in container_ids(["node1"]), timeout=600)
+        deploy.send_signal(signal.SIGINT)
+        assert deploy.wait(timeout=120) != 0 and started
+    engines = container_ids(["node1", "node2"])
+    converges(args)
+    # what the interrupted run had started right is kept, not recreated
+    after = container_ids(["node1", "node2"])
+    assert {name: after[name] for name in engines} == engines
+    assert "llmserve-router" in container_ids(["node3"])
+    run(*args, "--tags", "clean_up")
