@@ -15,8 +15,8 @@ description:
     dies per card, each die its own device).
   - For every chip it reads the device IP (the RoCE port's address) with C(hccn_tool -i <logical id> -ip -g),
     the link state of that port, and the device TLS switch with C(hccn_tool -i <logical id> -tls -g).
-  - On A3 it also reads each die's virtual NIC address with C(hccn_tool -i <logical id> -vnic -g): vllm-ascend's
-    rank table names the vNIC, the HCCL, omni-infer and MindIE tables the RoCE address (docs/ranktable.md).
+  - On A3 it also reads each die's virtual NIC address with C(hccn_tool -i <logical id> -vnic -g), the address
+    vllm-ascend's rank table names; the HCCL, omni-infer and MindIE tables name the RoCE address (docs/ranktable.md).
   - On A3 it also reads each die's super pod id and super device id (SDID) with
     C(npu-smi info -t spod-info -i <NPU ID> -c <Chip ID>).
   - The result is the fact C(llmserve_npu), the per-host part of an HCCL or MindIE rank table.
