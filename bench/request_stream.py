@@ -27,8 +27,8 @@ def ask(door, model, key=None, timeout=60):
 
 class Stream:
     """Requests to `door` every `period` s from start() until stop(); `results` holds
-    (start, end, status, text), times in seconds since the epoch (the clock Docker stamps a container's exit with,
-    so a fault is placed where it happened, not where the command that caused it was sent)."""
+    (start, end, status, text), times in seconds since the epoch (the clock failover.kill notes a fault's moment
+    with)."""
 
     def __init__(self, door, model, period=0.25, key=None):
         self.door, self.model, self.period, self.key = door, model, period, key

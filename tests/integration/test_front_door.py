@@ -13,7 +13,7 @@ import urllib.request
 from conftest import REPO, ansible_playbook, on_host
 
 sys.path.insert(0, str(REPO / "bench"))
-from failover import wait as until  # noqa: E402  (the bench's client code, one for both)
+from failover import served, wait as until  # noqa: E402  (the bench's client code, one for both)
 from request_stream import Stream, summary  # noqa: E402
 
 SITE = "playbooks/site.yml"
@@ -69,12 +69,6 @@ def container_ids(hosts):
                             "--format '{{.Names}} {{.ID}}'").stdout
         ids.update(dict(line.split() for line in out.splitlines()))
     return ids
-
-
-def served(host, container):
-    """How many completions an engine answered, from its access log."""
-    logs = on_host(host, "docker logs %s 2>&1" % container).stdout
-    return logs.count('"POST /v1/completions HTTP/1.1" 200')
 
 
 def test_replicas_behind_nginx_with_a_key_and_only_touched_containers_recreated(clean_bed, tmp_path):
