@@ -140,8 +140,8 @@ def credential_helper(module, helper, registry):
     return {"ServerAddress": registry, "Username": data["Username"], "Password": data["Secret"]}
 
 
-def auth_header(module, registry, config):
-    """X-Registry-Auth for the registry from the stored login, or None (anonymous pulls work too)."""
+def stored_login(module, registry, config):
+    """The login stored for the registry (username and password, or an identity token), or None."""
     auths = config.get("auths") or {}
     for key, entry in auths.items():
         if not isinstance(entry, dict):
@@ -157,9 +157,13 @@ def auth_header(module, registry, config):
     if found is None:
         key = registry if registry in auths else next((k for k in auths if resolve_index_name(k) == registry), None)
         found = decode_auth(auths[key], key) if key is not None else None
-    if not found:
-        return None
-    return base64.urlsafe_b64encode(json.dumps(found).encode("ascii")).decode("ascii")
+    return found or None
+
+
+def auth_header(module, registry, config):
+    """X-Registry-Auth for the registry from the stored login, or None (anonymous pulls work too)."""
+    found = stored_login(module, registry, config)
+    return base64.urlsafe_b64encode(json.dumps(found).encode("ascii")).decode("ascii") if found else None
 
 
 class Daemon:

@@ -37,6 +37,18 @@ options:
       - Without a tag, V(latest) is used.
     type: str
     required: true
+  keep_free:
+    description:
+      - Disk space that must stay free in the Docker daemon's data root after the pull, in bytes or with a unit
+        (V(2G), V(500M)).
+      - Before a pull (in check mode too), the module asks the registry for the image's layers, leaves out those
+        an image on the host already holds, and estimates the space they take unpacked (3.5 times their compressed
+        size). When that and O(keep_free) do not fit in the free space, it fails naming the image, the data root,
+        the space needed and the space free, and pulls nothing, so the engines running there keep their disk.
+      - When the registry cannot be asked directly (the daemon may use a mirror), a warning says so and the pull
+        goes ahead. A daemon on another machine (O(docker_host) over TCP) is not checked.
+    type: bytes
+    default: 0
 extends_documentation_fragment:
   - llmserve.cluster.docker_daemon
 notes:
@@ -71,10 +83,12 @@ from http.client import HTTPException
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.llmserve.cluster.plugins.module_utils.docker_api import (
     DOCKER_ARGS, Daemon, DockerError, auth_header, docker_config, image_state, registry_of)
+from ansible_collections.llmserve.cluster.plugins.module_utils.registry import free_bytes, gigabytes, room_problem
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(name=dict(type="str", required=True), **DOCKER_ARGS),
+    module = AnsibleModule(argument_spec=dict(name=dict(type="str", required=True),
+                                              keep_free=dict(type="bytes", default=0), **DOCKER_ARGS),
                            required_together=[["client_cert", "client_key"]], supports_check_mode=True)
     name = module.params["name"]
     try:
@@ -88,8 +102,18 @@ def main():
         if remote:
             result["registry_digest"] = remote
         before = local["Id"] if local else None
+        no_room = due and room_problem(module, daemon, name, repository, tag, module.params["keep_free"])
+        if no_room:
+            module.fail_json(msg=no_room)
         if due and not module.check_mode:
-            daemon.pull(repository, tag, auth_header(module, registry_of(repository), docker_config()))
+            try:
+                daemon.pull(repository, tag, auth_header(module, registry_of(repository), docker_config()))
+            except DockerError as e:
+                if "no space left on device" not in str(e):
+                    raise
+                root, free = free_bytes(daemon)
+                module.fail_json(msg="no room for %s in Docker's data root %s (%s free now): the pull stopped: %s"
+                                 % (name, root, "unknown" if free is None else gigabytes(free), e))
             local = daemon.find_image(repository, tag)
         if local:
             result["image_id"] = local["Id"]

@@ -393,7 +393,8 @@ def _check_hosts(inv, hosts, instances):
 # how a message names a type, and an example value when the spec's default shows none
 TYPE_WORDS = {"int": ("a whole number", 1), "bool": ("true or false", True), "float": ("a number", 0.5),
               "str": ("a string", "text"), "path": ("a path", "/srv/llmserve"), "dict": ("a mapping", {"NAME": "value"}),
-              "list": ("a list", ["--flag", "value"]), "raw": ("a value", "text")}
+              "list": ("a list", ["--flag", "value"]), "raw": ("a value", "text"),
+              "bytes": ("a size in bytes, or with a unit", "2G")}
 ELEMENT_WORDS = {"int": ("whole numbers", [8000, 8001]), "str": ("strings", ["--flag", "value"]),
                  "dict": ("mappings", [{"name": "value"}])}
 _VALIDATORS = {}

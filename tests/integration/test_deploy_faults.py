@@ -1,6 +1,6 @@
 """Faults during a deploy, on the test bed with the engine simulator (prefill node1, decode node2, the front door on
-node3 behind an API key): an engine host that cannot be reached, a registry that refuses the login or is down, and
-a deploy interrupted half way. Each run names the host and the cause; the front door is never started listing an
+node3 behind an API key): an engine host that cannot be reached, a registry that refuses the login or is down, a host
+without room for a new image, and a deploy interrupted half way. Each run names the host and the cause; the front door is never started listing an
 engine that is not up; the next run converges (and a run after it changes nothing), with no container of the
 interrupted run recreated."""
 import os
@@ -9,8 +9,8 @@ import signal
 import subprocess
 import sys
 
-from conftest import INVENTORY, REPO, VAULT_PASSWORD_FILE, ansible_playbook
-from test_front_door import DOOR, KEY, SITE, ask, changed, container_ids, inventory, run
+from conftest import INVENTORY, REPO, VAULT_PASSWORD_FILE, ansible_playbook, on_host
+from test_front_door import DOOR, KEY, REGISTRY, SITE, ask, changed, container_ids, inventory, run
 
 sys.path.insert(0, str(REPO / "bench"))
 from failover import wait as until  # noqa: E402
@@ -61,6 +61,43 @@ def test_a_registry_that_refuses_the_login_or_is_down_is_named_and_the_next_run_
     assert FRONT_DOOR_KEPT in out and "known to be up: node1." in out, out[-3000:]
     assert container_ids(["node3"]) == {}
     converges(args)
+    run(*args, "--tags", "clean_up")
+
+
+def fat_engine_image(tmp_path):
+    """The engine simulator with one more layer of 100 MB that does not compress, pushed to the bed's registry."""
+    (tmp_path / "Dockerfile").write_text("FROM llmserve/engine-sim:0.1.0\n"
+                                         "RUN head -c 100000000 /dev/urandom > /fat.bin\n")
+    subprocess.run(["docker", "build", "-q", "-t", "llmserve/engine-sim:fat", str(tmp_path)], check=True,
+                   capture_output=True)
+    subprocess.run([sys.executable, str(REPO / "tests/testbed/testbed.py"), "push", "llmserve/engine-sim:fat"],
+                   check=True, capture_output=True)
+    return REGISTRY + "engine-sim:fat"
+
+
+def test_a_host_without_room_for_a_new_image_keeps_its_engines_and_the_next_run_converges(clean_bed, tmp_path):
+    args = inventory(tmp_path, "pd", GROUPS)
+    run(*args)
+    running = container_ids(["node1", "node2", "node3"])
+    fat = fat_engine_image(tmp_path)
+    on_host("node2", "docker image rm %s" % fat)   # an earlier run of this test may have left it there
+    # node2's disk made to hold 20 MB less than that layer needs: what must stay free is what is free now, less 20 MB
+    free = int(on_host("node2", "df --output=avail -B1 /var/lib/docker | tail -1").stdout)
+    upgrade = dict(llmserve_image=fat)
+    out = failing(*inventory(tmp_path, "tight", GROUPS, node2=dict(upgrade, llmserve_image_keep_free=free - 20 * 10 ** 6)))
+    assert re.search(r"Task failed: Action failed: node2: no room for %s in Docker's data root /var/lib/docker: "
+                     r"its 1 new layer weighs 0\.10 GB compressed, about 0\.35 GB unpacked, and [\d.]+ GB is to stay "
+                     r"free \(llmserve_image_keep_free\), but only [\d.]+ GB is free\. Make room .* or lower "
+                     r"llmserve_image_keep_free; nothing was pulled" % re.escape(fat), out), out[-3000:]
+    assert FRONT_DOOR_KEPT in out and "known to be up: node2." in out, out[-3000:]
+    # nothing lost: every container as it was, the cluster answers, the image is not on node2
+    assert container_ids(["node1", "node2", "node3"]) == running
+    assert ask(DOOR, KEY) == 200
+    assert on_host("node2", "docker image ls -q %s" % fat).stdout.strip() == ""
+    converges(inventory(tmp_path, "upgrade", GROUPS, node2=upgrade))
+    after = container_ids(["node1", "node2", "node3"])
+    assert after["llmserve-prefill-node1"] == running["llmserve-prefill-node1"]
+    assert after["llmserve-decode-node2"] != running["llmserve-decode-node2"]   # the new image runs
     run(*args, "--tags", "clean_up")
 
 

@@ -34,6 +34,8 @@ class FakeDaemon:
         self.registry = {}   # reference -> digest
         self.requests = []   # (method, path, decoded X-Registry-Auth or None)
         self.pull_error = None
+        self.root = str(path.parent) if path else "/nonexistent"   # DockerRootDir: free space is measured there
+        self.index = {}        # registry -> {"Secure": bool} (the daemon's /info RegistryConfig.IndexConfigs)
         self.containers = {}  # name -> inspection (deploy_state's tests)
         daemon = self
 
@@ -65,7 +67,13 @@ class FakeDaemon:
                 daemon.requests.append(("GET", path, auth))
                 prefix = "/v%s" % daemon.api_version
                 if path in ("/version", prefix + "/version"):
-                    return self.reply(200, {"ApiVersion": daemon.api_version, "Version": "27.5.1"})
+                    return self.reply(200, {"ApiVersion": daemon.api_version, "Version": "27.5.1", "Os": "linux",
+                                            "Arch": "amd64"})
+                if path == prefix + "/info":
+                    return self.reply(200, {"DockerRootDir": daemon.root,
+                                            "RegistryConfig": {"IndexConfigs": daemon.index}})
+                if path == prefix + "/images/json":
+                    return self.reply(200, [{"Id": image["Id"]} for image in daemon.local.values()])
                 if path.startswith(prefix + "/containers/") and path.endswith("/json"):
                     name = path[len(prefix + "/containers/"):-len("/json")]
                     if name in daemon.containers:
@@ -73,8 +81,9 @@ class FakeDaemon:
                     return self.reply(404, {"message": "No such container: " + name})
                 if path.startswith(prefix + "/images/") and path.endswith("/json"):
                     ref = path[len(prefix + "/images/"):-len("/json")]
-                    if ref in daemon.local:
-                        return self.reply(200, daemon.local[ref])
+                    by_id = {image["Id"]: image for image in daemon.local.values()}
+                    if ref in daemon.local or ref in by_id:
+                        return self.reply(200, daemon.local.get(ref) or by_id[ref])
                     return self.reply(404, {"message": "No such image: " + ref})
                 if path.startswith(prefix + "/distribution/") and path.endswith("/json"):
                     ref = path[len(prefix + "/distribution/"):-len("/json")]
@@ -226,7 +235,11 @@ def test_failure_in_the_pull_stream_fails_the_task(tmp_path, home, daemon):
     daemon.pull_error = "write /var/lib/docker/tmp: no space left on device"
     rc, result = pull(tmp_path, home, IMAGE + ":1.0")
     assert rc != 0 and result["failed"] is True
-    assert result["msg"] == "pulling %s:1.0 failed: %s" % (IMAGE, daemon.pull_error)
+    assert result["msg"].startswith("no room for %s:1.0 in Docker's data root %s (" % (IMAGE, tmp_path))
+    assert result["msg"].endswith(" GB free now): the pull stopped: " + daemon.pull_error)
+    daemon.pull_error = "received unexpected HTTP status: 502 Bad Gateway"
+    rc, result = pull(tmp_path, home, IMAGE + ":1.0")
+    assert rc != 0 and result["msg"] == "pulling %s:1.0 failed: %s" % (IMAGE, daemon.pull_error)
 
 
 def test_without_a_login_the_registry_refusal_is_reported(tmp_path, daemon):
@@ -292,8 +305,131 @@ def test_daemon_too_old_or_absent_is_named(tmp_path, home, daemon):
 def test_module_imports_nothing_from_another_collection():
     """Only this collection's own module_utils and fragments: no other collection's internals to break under us."""
     import re
-    for path in ("plugins/modules/image_pull.py", "plugins/modules/deploy_state.py", "plugins/module_utils/docker_api.py"):
+    for path in ("plugins/modules/image_pull.py", "plugins/modules/deploy_state.py", "plugins/module_utils/docker_api.py",
+                 "plugins/module_utils/registry.py"):
         source = (REPO / path).read_text()
-        assert re.findall(r"ansible_collections\.(\w+\.\w+)", source) in ([], ["llmserve.cluster"]), path
+        assert set(re.findall(r"ansible_collections\.(\w+\.\w+)", source)) <= {"llmserve.cluster"}, path
         assert re.findall(r"^  - (\S+)$", source.split("extends_documentation_fragment:")[-1], re.M)[:1] in (
             [], ["llmserve.cluster.docker_daemon"]), path
+
+# ---------------------------------------------------------------- room for the image (the registry's manifest)
+
+class FakeRegistry:
+    """A registry's HTTP API v2 over plain HTTP: an index with one amd64 manifest, its config blob, and a login
+    asked for by a Basic challenge (registry:2 with htpasswd) or a Bearer one with a token endpoint (Docker Hub)."""
+
+    def __init__(self, layers, scheme="Basic"):
+        # layers: [(compressed size, diff id)]
+        self.requests = []
+        config = {"rootfs": {"type": "layers", "diff_ids": [diff for dummy, diff in layers]}}
+        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": {"digest": "sha256:config", "size": 2},
+                    "layers": [{"digest": "sha256:blob%d" % i, "size": size} for i, (size, dummy) in enumerate(layers)]}
+        index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+            {"digest": "sha256:arm", "platform": {"os": "linux", "architecture": "arm64"}},
+            {"digest": "sha256:amd", "platform": {"os": "linux", "architecture": "amd64"}}]}
+        pages = {"/v2/llmserve/probe/manifests/1.0": index, "/v2/llmserve/probe/manifests/sha256:amd": manifest,
+                 "/v2/llmserve/probe/blobs/sha256:config": config}
+        basic = "Basic " + base64.b64encode(("%s:%s" % (LOGIN["username"], LOGIN["password"])).encode()).decode()
+        registry = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, status, body, headers=()):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                url = urlsplit(self.path)
+                registry.requests.append((url.path, self.headers.get("Authorization")))
+                if url.path == "/token":
+                    if self.headers.get("Authorization") != basic:
+                        return self.reply(401, {"errors": [{"code": "UNAUTHORIZED"}]})
+                    assert parse_qs(url.query) == {"service": ["fake"], "scope": ["repository:llmserve/probe:pull"]}
+                    return self.reply(200, {"token": "t0ken"})
+                wanted = basic if scheme == "Basic" else "Bearer t0ken"
+                if self.headers.get("Authorization") != wanted:
+                    challenge = 'Basic realm="fake"' if scheme == "Basic" else (
+                        'Bearer realm="http://%s:%d/token",service="fake",scope="repository:llmserve/probe:pull"'
+                        % self.server.server_address)
+                    return self.reply(401, {"errors": [{"code": "UNAUTHORIZED"}]}, [("WWW-Authenticate", challenge)])
+                if url.path not in pages:
+                    return self.reply(404, {"errors": [{"code": "MANIFEST_UNKNOWN"}]})
+                return self.reply(200, pages[url.path])
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.address = "127.0.0.1:%d" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def registry_for(tmp_path, home, daemon):
+    """registry_for(layers, scheme) -> the image's name in a fake registry the daemon knows as insecure (HTTP),
+    with the login stored for it."""
+    started = []
+
+    def start(layers, scheme="Basic"):
+        registry = FakeRegistry(layers, scheme)
+        started.append(registry)
+        daemon.index[registry.address] = {"Secure": False}
+        token = base64.b64encode(("%s:%s" % (LOGIN["username"], LOGIN["password"])).encode()).decode()
+        (home / ".docker" / "config.json").write_text(json.dumps({"auths": {registry.address: {"auth": token}}}))
+        name = registry.address + "/llmserve/probe:1.0"
+        daemon.publish(name, "sha256:aaa")
+        return registry, name
+    yield start
+    for registry in started:
+        registry.server.shutdown()
+        registry.server.server_close()
+
+
+TERABYTE = 10 ** 12
+
+
+@pytest.mark.parametrize("scheme", ["Basic", "Bearer"])
+def test_no_room_for_the_new_layers_is_named_and_nothing_is_pulled(tmp_path, home, daemon, registry_for, scheme):
+    registry, name = registry_for([(5 * TERABYTE, "sha256:huge"), (1000, "sha256:small")], scheme)
+    for check_mode in (True, False):
+        rc, result = pull(tmp_path, home, name, check_mode=check_mode)
+        assert rc != 0, result
+        assert result["msg"].startswith(
+            "no room for %s in Docker's data root %s: its 2 new layers weigh 5000.00 GB compressed, about "
+            "17500.00 GB unpacked, and 0.00 GB is to stay free (keep_free), but only " % (name, tmp_path))
+        assert result["msg"].endswith(" GB is free. Make room (docker system df shows what holds it, docker image "
+                                      "prune -a removes unused images) or lower keep_free; nothing was pulled")
+    assert daemon.posts() == []
+    assert ("/v2/llmserve/probe/blobs/sha256:config", "Bearer t0ken" if scheme == "Bearer" else
+            "Basic " + base64.b64encode(b"deploy:s3cret-pull").decode()) in registry.requests
+
+
+def test_layers_the_host_holds_need_no_room_and_keep_free_is_kept(tmp_path, home, daemon, registry_for):
+    registry, name = registry_for([(5 * TERABYTE, "sha256:huge"), (1000, "sha256:small")])
+    # an older image of the host holds the huge layer: only the small one is new
+    daemon.local["other:old"] = {"Id": "sha256:other", "RepoDigests": [], "RootFS": {"Layers": ["sha256:huge"]}}
+    rc, result = pull(tmp_path, home, name)
+    assert rc == 0 and result["changed"] is True, result
+    # the same small pull, with more to stay free than the disk has
+    del daemon.local[name]
+    rc, result = pull(tmp_path, home, name, keep_free=10 ** 15)
+    assert rc != 0 and "its 1 new layer weighs 0.00 GB compressed" in result["msg"], result
+    assert "and 1000000.00 GB is to stay free (keep_free)" in result["msg"]
+    rc, result = pull(tmp_path, home, name, keep_free="1M")
+    assert rc == 0 and result["changed"] is True, result
+
+
+def test_a_registry_that_cannot_be_asked_warns_and_the_pull_goes_on(tmp_path, home, daemon):
+    # registry.test does not resolve from here; the daemon may still reach it (a mirror, its own DNS)
+    daemon.publish(IMAGE + ":1.0", "sha256:aaa")
+    rc, result = pull(tmp_path, home, IMAGE + ":1.0")
+    assert rc == 0 and result["changed"] is True, result
+    (warning,) = result["warnings"]
+    assert warning.startswith("could not learn the size of %s:1.0 from its registry (" % IMAGE)
+    assert warning.endswith("); pulling it without a space check")

@@ -12,13 +12,14 @@ import yaml
 
 from ansible_collections.llmserve.cluster.plugins.plugin_utils import _plan_vllm
 from ansible_collections.llmserve.cluster.plugins.plugin_utils._planner import (
-    ACCELERATORS, FACTS, SECRET_SUFFIXES, SPEC, SPEC_FILE, _typed, load_spec)
+    ACCELERATORS, FACTS, SECRET_SUFFIXES, SPEC, SPEC_FILE, TYPE_WORDS, _typed, load_spec)
 from plan_inventories import native, omni_2p1d, plan_of, problems_of
 
 REPO = Path(__file__).resolve().parents[2]
 UTILS = REPO / "plugins" / "plugin_utils"
 ENV = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_LOCALHOST_WARNING": "0"}
-TYPES = {"str", "int", "bool", "float", "list", "dict", "raw", "path"}
+# the types a message can name, with an example
+TYPES = set(TYPE_WORDS)
 
 
 def only(problems, host, variable):
@@ -196,6 +197,8 @@ WRONG_TYPES = [
     ("dict-not-a-list", "llmserve_mindie_env", ["A=1"], "p0", ["must be a mapping (dict)", "got ['A=1']"]),
     ("str-not-a-list", "llmserve_served_model_name", ["a", "b"], "p0", ["must be a string (str)", "got ['a', 'b']"]),
     ("choices", "llmserve_ray_runtime", "podman", "d0", ["must be one of container, service, got 'podman'"]),
+    ("bytes", "llmserve_image_keep_free", "lots", "p0",
+     ['must be a size in bytes, or with a unit (bytes), e.g. "1G", got \'lots\'']),
 ]
 
 
