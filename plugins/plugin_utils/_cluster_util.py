@@ -159,6 +159,23 @@ def ascend_devices(inv, host, numbers):
     return ["%s:%s:rwm" % (n, n) for n in nodes], [str(v) for v in inv.get(host, "llmserve_ascend_mounts") or []]
 
 
+# the variable that tells an engine which devices are its own, per accelerator (none on CPU)
+DEVICE_ENV = {"nvidia": "CUDA_VISIBLE_DEVICES", "ascend_a2": "ASCEND_RT_VISIBLE_DEVICES",
+              "ascend_a3": "ASCEND_RT_VISIBLE_DEVICES"}
+
+
+def device_env(inv, host, numbers, in_container=True):
+    """{variable: devices} that tells an engine its devices, or {} (CPU, or no devices planned). Ascend: the host's
+    numbers (the container has /dev/davinci0 up to the highest planned, so they keep their meaning). NVIDIA in a
+    container: 0 up to n-1, because Docker's device request gives it exactly its GPUs and CUDA numbers them from 0
+    (the host's numbers 4-7 would name GPUs it does not have); on the host itself (a systemd unit), the host's."""
+    variable = DEVICE_ENV.get(inv.get(host, "llmserve_accelerator"))
+    if not variable or not numbers:
+        return {}
+    shown = range(len(numbers)) if variable == "CUDA_VISIBLE_DEVICES" and in_container else numbers
+    return {variable: ",".join(str(n) for n in shown)}
+
+
 def device_requests(inv, host, numbers):
     """Docker's request for the NVIDIA GPUs a container uses (none on other accelerators or without devices)."""
     if inv.get(host, "llmserve_accelerator") != "nvidia" or not numbers:

@@ -58,10 +58,9 @@ from __future__ import annotations
 
 import json
 
-from ._cluster_util import (ascend_devices, boolean, claim_range, device_requests, host_port, is_set, log_options, mapping,
-                            not_in_both,
+from ._cluster_util import (ascend_devices, boolean, claim_range, device_env, device_requests, host_port, is_set, log_options,
+                            mapping, not_in_both,
                             one_value, port, port_range, secret, strings, url)
-from ._planner import DEVICE_ENV
 
 GROUPS = ("ray_head", "ray_worker")
 AUTH_MODES = ("disabled", "token")
@@ -217,9 +216,7 @@ def _member(inv, ports, host, head, ctx):
         volumes.append("%s:%s" % (store, store))
     argv += ["--disable-usage-stats"] + ctx["start_extra"]
     env = {"VLLM_HOST_IP": address, "RAY_NODE_IP_ADDRESS": address, "RAY_OVERRIDE_NODE_IP_ADDRESS": address}
-    device_var = DEVICE_ENV.get(accelerator)
-    if device_var and ctx["devices"][host]:
-        env[device_var] = ",".join(str(d) for d in ctx["devices"][host])
+    env.update(device_env(inv, host, ctx["devices"][host], in_container=member["runtime"] == "container"))
     ifname = inv.get(host, "llmserve_ray_socket_ifname")
     if ifname:
         env.update(NCCL_SOCKET_IFNAME=str(ifname), GLOO_SOCKET_IFNAME=str(ifname))

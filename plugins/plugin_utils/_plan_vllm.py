@@ -23,8 +23,7 @@ from __future__ import annotations
 import json
 import re
 
-from ._cluster_util import ascend_devices, boolean, device_requests, log_options, url
-from ._planner import DEVICE_ENV
+from ._cluster_util import ascend_devices, boolean, device_env, device_requests, log_options, url
 from ._ranktable import ASCEND, member_paths, table_dir, vllm_ascend_path
 
 GROUPS = ("prefill", "decode", "replica", "proxy", "P", "D", "C")
@@ -403,9 +402,7 @@ def _engine_env(inv, inst, member, instances):
     """What every engine process needs to know beyond its argv: its address, devices, connector, NICs."""
     host, accelerator, connector = member["host"], inv.get(member["host"], "llmserve_accelerator"), _connector(inv, inst)
     env = {"VLLM_HOST_IP": member["address"]}
-    device_var = DEVICE_ENV.get(accelerator)
-    if device_var and member["devices"]:
-        env[device_var] = ",".join(str(d) for d in member["devices"])
+    env.update(device_env(inv, host, member["devices"]))
     if accelerator in ASCEND:
         env.update(ASCEND_ENV, HCCL_IF_IP=member["address"])
         # the rank tables the ranktable stage writes for this member (omni-infer's launch reads both)

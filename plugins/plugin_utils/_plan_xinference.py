@@ -41,8 +41,8 @@ Variables (read on the supervisor unless said otherwise; defaults in roles/defau
 
 from __future__ import annotations
 
-from ._cluster_util import boolean, host_port, is_set, mapping, one_value, port, secret, single, url
-from ._planner import DEVICE_ENV
+from ._cluster_util import (ascend_devices, boolean, device_env, device_requests, host_port, is_set, log_options, mapping, one_value,
+                            port, secret, single, strings, url)
 
 GROUPS = ("xinference_supervisor", "xinference_worker")
 # optional vaulted keys of the supervisor: environment variable they become
@@ -73,11 +73,19 @@ def _models(inv, sup):
 
 
 def _base(inv, host, role, image, env):
+    """What the supervisor and a worker share: host networking, XINFERENCE_HOME on a host directory mounted at the
+    same path, an env file (the auth keys join it at deploy), Docker's log rotation."""
     address = inv.address(host)
     home = str(inv.get(host, "llmserve_xinference_home"))
-    return dict(host=host, address=address, container="llmserve-xinference-" + role, image=image,
-                network_mode="host", keep_image_entrypoint=False, data_dir=home,
-                env=dict({"XINFERENCE_HOME": home}, **env))
+    container = "llmserve-xinference-" + role
+    allowed = inv.get(host, "llmserve_xinference_allowed_ips")
+    env = dict({"XINFERENCE_HOME": home}, **env)
+    if allowed:
+        env["XINFERENCE_ALLOWED_IPS"] = str(allowed)
+    return dict(host=host, address=address, container=container, image=image, network_mode="host",
+                keep_image_entrypoint=False, data_dir=home, env=env,
+                env_file="%s/%s.env" % (inv.get(host, "llmserve_config_dir"), container),
+                volumes=["%s:%s" % (home, home)], device_nodes=[], device_requests=[], log_options=log_options(inv, host))
 
 
 def plan(inv, ports):
@@ -127,10 +135,17 @@ def plan(inv, ports):
         member["secret_env"] = {}
         member["health"] = [url(address, member["metrics_port"], "/metrics")]
         devices = inv.devices(host, "llmserve_devices") if is_set(inv, host, "llmserve_devices") else []
-        device_var = DEVICE_ENV.get(inv.get(host, "llmserve_accelerator"))
-        if devices and device_var:
-            member["env"][device_var] = ",".join(str(d) for d in devices)
+        accelerator = inv.get(host, "llmserve_accelerator")
+        member["env"].update(device_env(inv, host, devices))
+        if accelerator in ("ascend_a2", "ascend_a3") and not devices:
+            inv.problem(host, "llmserve_devices", "is not set; an Ascend worker is given the NPUs it lists (the "
+                        "container needs their /dev/davinciN), e.g. llmserve_devices: \"0-7\"")
         member["devices"] = devices
+        member["device_nodes"], mounts = ascend_devices(inv, host, devices)
+        # NVIDIA without llmserve_devices: every GPU of the host, as the seed's `docker run --gpus all`
+        member["device_requests"] = device_requests(inv, host, devices) or (
+            [{"driver": "nvidia", "count": -1, "capabilities": [["gpu"]]}] if accelerator == "nvidia" else [])
+        member["volumes"] += mounts + strings(inv, host, "llmserve_xinference_volumes")
         joined.append(host_port(address, member["worker_port"]))
         members.append(member)
     # the supervisor's /status lists every joined worker as "<address>:<worker port>" (no auth needed)

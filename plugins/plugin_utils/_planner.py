@@ -24,11 +24,8 @@ from . import _workloads
 
 PLAN_VERSION = 2
 ACCELERATORS = ("nvidia", "ascend_a2", "ascend_a3", "cpu")
-# the variable that tells an engine which devices are its own, per accelerator (none on CPU)
 # NPU numbers per host: 0-7 on A2, 0-15 (8 chips of 2 dies) on A3; GPU servers vary
 ASCEND_DEVICES = {"ascend_a2": 8, "ascend_a3": 16}
-DEVICE_ENV = {"nvidia": "CUDA_VISIBLE_DEVICES", "ascend_a2": "ASCEND_RT_VISIBLE_DEVICES",
-              "ascend_a3": "ASCEND_RT_VISIBLE_DEVICES"}
 # Every llmserve_* variable a user may set, with its type, default and description: the argument spec of the
 # role llmserve.cluster.defaults (ansible-doc -t role llmserve.cluster.defaults shows it). It lies two folders up
 # from this file, in a checkout as in an installed collection (ansible_collections/llmserve/cluster/...).

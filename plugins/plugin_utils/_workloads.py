@@ -147,8 +147,32 @@ def _mindie(inv, inst, earlier):
     return out
 
 
+XINFERENCE_PHASES = {"xinference_supervisor": 0, "xinference_worker": 1}
+
+
+def _xinference(inv, inst, supervisor):
+    """Xinference's supervisor (phase 0), then its workers; a worker restarts with the supervisor (its actor
+    references die with the supervisor's process). The xinference role checks that they joined."""
+    out = []
+    for m in inst["members"]:
+        host = m["host"]
+        files = [dict(path=m["env_file"], mode="0640", env=m["env"])]
+        home = [m["data_dir"]] if inv.get(host, "llmserve_xinference_remove_home") else []
+        out.append((host, workload(
+            m["container"], "xinference", inst["name"], XINFERENCE_PHASES[inst["kind"]],
+            container=_container(m, env_file=m["env_file"], volumes=m["volumes"], devices=m["device_nodes"],
+                                 device_requests=m["device_requests"] or None,
+                                 shm_size=str(inv.get(host, "llmserve_xinference_shm_size")),
+                                 stop_timeout=inv.integer(host, "llmserve_xinference_stop_timeout", 0)),
+            files=files, secrets=_secrets(m),
+            ready=_ready(m["health"][0], inv.integer(host, "llmserve_xinference_start_timeout", 1),
+                         inv.integer(host, "llmserve_xinference_poll_delay", 1)),
+            restart_after=[] if m["container"] == supervisor else [supervisor], remove=[m["env_file"]] + home)))
+    return out
+
+
 def _cluster(inv, inst):
-    """Xinference and GPUStack: planned, deployed by the issues after this one (site.yml stops before them)."""
+    """GPUStack: planned, deployed by the issue after this one (site.yml stops before it)."""
     out = []
     for m in inst["members"]:
         out.append((m["host"], workload(m["container"], inst["kind"].split("_")[0], inst["name"], container=_container(
@@ -165,6 +189,8 @@ def build(inv, instances, doors):
             found += _engines(inv, inst)
         elif kind.startswith("ray_"):
             found += _ray(inv, inst)
+        elif kind.startswith("xinference_"):
+            found += _xinference(inv, inst, "llmserve-xinference-supervisor")
         elif kind.startswith("mindie_"):
             earlier = [m["container"] for i in instances if MINDIE_PHASES.get(i["kind"], 9) < MINDIE_PHASES[kind]
                        for m in i["members"]]

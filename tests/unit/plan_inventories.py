@@ -197,6 +197,11 @@ def check_contract(plan):
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "workload.schema.json").read_text())
 
 
+def workloads(plan, host):
+    """{name: workload} of a host of the plan."""
+    return {w["name"]: w for w in plan["hosts"][host]["workloads"]}
+
+
 def check_workloads(plan):
     """Each host's workloads: unique names, images the host pulls, one per member container or unit, and
     restart_after naming files or workloads of the plan."""
@@ -209,7 +214,7 @@ def check_workloads(plan):
             if w["container"]:
                 assert w["container"]["image"] in host["images"], (name, w["name"])
             assert all(r.startswith("/") or r in every for r in w["restart_after"]), (name, w["restart_after"])
-            assert w["system"] in {"vllm", "front_door", "ray", "mindie"} or not w["ready"]
+            assert w["system"] in {"vllm", "front_door", "ray", "mindie", "xinference"} or not w["ready"]
     members = [m for i in plan["instances"] for m in i["members"]]
     members += [m for d in plan["front_doors"] for m in d.get("members", [])]
     for m in members:

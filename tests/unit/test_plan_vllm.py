@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from plan_inventories import (check_contract, flag, instance, member, members, native, omni, omni_2p1d, omni_4p1d,
-                              plan_of)
+                              plan_of, workloads)
 from vllm_argv import check_argv_opens_the_listeners, parse
 
 REPO = Path(__file__).resolve().parents[2]
@@ -262,15 +262,23 @@ def test_nixl_side_channel_gets_a_port_per_local_rank_and_the_env_that_lands_vll
     assert member(plan, "decode-x", "d1")["env"]["VLLM_NIXL_SIDE_CHANNEL_PORT"] == "5596"
 
 
-@pytest.mark.parametrize("accelerator,variable", [("nvidia", "CUDA_VISIBLE_DEVICES"),
-                                                  ("ascend_a2", "ASCEND_RT_VISIBLE_DEVICES"),
-                                                  ("ascend_a3", "ASCEND_RT_VISIBLE_DEVICES")])
-def test_devices_reach_the_engine_through_the_accelerators_variable(accelerator, variable):
+# NVIDIA: Docker's device request gives the container GPUs 2, 3 and 6 of the host, which CUDA inside numbers 0-2;
+# Ascend: the container has /dev/davinci0 up to davinci6, so the host's numbers keep their meaning
+@pytest.mark.parametrize("accelerator,variable,seen", [("nvidia", "CUDA_VISIBLE_DEVICES", "0,1,2"),
+                                                       ("ascend_a2", "ASCEND_RT_VISIBLE_DEVICES", "2,3,6"),
+                                                       ("ascend_a3", "ASCEND_RT_VISIBLE_DEVICES", "2,3,6")])
+def test_devices_reach_the_engine_through_the_accelerators_variable(accelerator, variable, seen):
     plan = plan_of(*native(["p0"], ["d0"], common=dict(llmserve_accelerator=accelerator),
                            d0=dict(llmserve_devices="2-3,6")))
     assert member(plan, "prefill-p0", "p0")["env"][variable] == "0,1,2,3,4,5,6,7"
     d0 = member(plan, "decode-d0", "d0")
-    assert d0["env"][variable] == "2,3,6" and d0["devices"] == [2, 3, 6] and d0["local_dp"] == 3
+    assert d0["env"][variable] == seen and d0["devices"] == [2, 3, 6] and d0["local_dp"] == 3
+    decode = workloads(plan, "d0")["llmserve-decode-d0"]["container"]
+    if accelerator == "nvidia":
+        assert decode["device_requests"] == [{"driver": "nvidia", "device_ids": ["2", "3", "6"],
+                                              "capabilities": [["gpu"]]}]
+    else:
+        assert decode["devices"][:7] == ["/dev/davinci%d:/dev/davinci%d:rwm" % (n, n) for n in range(7)]
     assert plan["hosts"]["d0"]["accelerator"] == accelerator
 
 
@@ -315,7 +323,9 @@ def test_two_instances_on_one_host_get_their_own_devices_and_ports():
     assert {flag(pre["argv"], "--data-parallel-rpc-port"), flag(dec["argv"], "--data-parallel-rpc-port")} == \
         {"13345", "13346"}
     assert listener_ports(plan, "both", "vllm-dp-rpc") == [13345, 13346]
-    assert pre["env"]["CUDA_VISIBLE_DEVICES"] == "0,1,2,3" and dec["env"]["CUDA_VISIBLE_DEVICES"] == "4,5,6,7"
+    # each container is given its own GPUs, which CUDA inside numbers from 0
+    assert [r["device_ids"] for r in dec["device_requests"]] == [["4", "5", "6", "7"]]
+    assert pre["env"]["CUDA_VISIBLE_DEVICES"] == "0,1,2,3" and dec["env"]["CUDA_VISIBLE_DEVICES"] == "0,1,2,3"
     assert pre["port"] != dec["port"] and {pre["port"], dec["port"]} == {8000, 8001}
     assert pre["container"] != dec["container"]
     side = listener_ports(plan, "both", "nixl-side-channel")
