@@ -3,6 +3,10 @@
 # images/vllm-cpu/context/ (gitignored).  Idempotent: a file already in place
 # with the same content is left alone.
 #
+#   prepare-context.sh [CONTEXT_DIR]
+#       CONTEXT_DIR defaults to images/vllm-cpu/context; other images built on the
+#       same torch CPU wheel pass their own (images/xinference-cpu/context).
+#
 #   context/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
 #       the CPU build of torch (the PyPI default would be a CUDA build of several GB)
 #   context/ca-certificates.crt
@@ -16,7 +20,7 @@
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
-ctx="$here/context"
+ctx=${1:-"$here/context"}
 torch_version=2.13.0+cpu
 wheel_name="torch-${torch_version}-cp311-cp311-manylinux_2_28_x86_64.whl"
 ca_bundle=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}

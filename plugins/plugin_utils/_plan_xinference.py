@@ -41,6 +41,8 @@ Variables (read on the supervisor unless said otherwise; defaults in roles/defau
 
 from __future__ import annotations
 
+import ipaddress
+
 from ._cluster_util import (ascend_devices, boolean, device_env, device_requests, host_port, is_set, log_options, mapping, one_value,
                             port, secret, single, strings, url)
 
@@ -56,9 +58,13 @@ def _auth(inv, sup):
     if not is_set(inv, sup, "llmserve_xinference_admin_password"):
         inv.problem(sup, "llmserve_xinference_admin_password", "is not set, but llmserve_xinference_auth is on; give the "
                     "admin password (ansible-vault encrypt_string), or set llmserve_xinference_auth: false")
+    address, number = inv.address(sup), inv.get(sup, "llmserve_xinference_port")
+    key_file = inv.get(sup, "llmserve_xinference_api_key_file") or "~/.config/llmserve/xinference-%s-%s.api_key" % (
+        address.replace(":", "_"), number)
     auth = {"enabled": True, "admin_user": str(inv.get(sup, "llmserve_xinference_admin_user")),
             "admin_password_variable": "llmserve_xinference_admin_password",
-            "setup_status_url_path": "/v1/admin/setup/status"}
+            "setup_status_url_path": "/v1/admin/setup/status",
+            "api_key_name": str(inv.get(sup, "llmserve_xinference_api_key_name")), "api_key_file": str(key_file)}
     secrets = {env: secret(var, sup) for var, env in AUTH_KEYS if is_set(inv, sup, var)}
     return auth, {}, secrets
 
@@ -72,16 +78,33 @@ def _models(inv, sup):
     return [dict(m) for m in models]
 
 
+def _allowed_ips(inv, sup):
+    """XINFERENCE_ALLOWED_IPS, checked as Xinference reads it: comma-separated networks (CIDR) or addresses. It
+    skips an entry it cannot read with only a log line, and reads a lone address as <address>/32, which no IPv6
+    address is."""
+    allowed = str(inv.get(sup, "llmserve_xinference_allowed_ips") or "")
+    if not allowed:
+        return {}
+    for item in (i.strip() for i in allowed.split(",")):
+        try:
+            ipaddress.ip_network(item if "/" in item else item + "/32")
+        except ValueError:
+            try:
+                hint = "did you mean %s?" % ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                hint = "write 10.0.0.0/24, or fd00::1/128 for one IPv6 address"
+            inv.problem(sup, "llmserve_xinference_allowed_ips", "%r is neither an IPv4 address nor a network in CIDR "
+                        "form, so Xinference would skip it; %s" % (item, hint))
+    return {"XINFERENCE_ALLOWED_IPS": allowed}
+
+
 def _base(inv, host, role, image, env):
     """What the supervisor and a worker share: host networking, XINFERENCE_HOME on a host directory mounted at the
     same path, an env file (the auth keys join it at deploy), Docker's log rotation."""
     address = inv.address(host)
     home = str(inv.get(host, "llmserve_xinference_home"))
     container = "llmserve-xinference-" + role
-    allowed = inv.get(host, "llmserve_xinference_allowed_ips")
     env = dict({"XINFERENCE_HOME": home}, **env)
-    if allowed:
-        env["XINFERENCE_ALLOWED_IPS"] = str(allowed)
     return dict(host=host, address=address, container=container, image=image, network_mode="host",
                 keep_image_entrypoint=False, data_dir=home, env=env,
                 env_file="%s/%s.env" % (inv.get(host, "llmserve_config_dir"), container),
@@ -105,7 +128,7 @@ def plan(inv, ports):
     one_value(inv, [sup] + workers, "llmserve_xinference_image", sup, "Xinference does not check versions between "
               "supervisor and workers, so they must run one image")
     auth, auth_env, auth_secrets = _auth(inv, sup)
-    env = dict(mapping(inv, sup, "llmserve_xinference_env"), **auth_env)
+    env = dict(mapping(inv, sup, "llmserve_xinference_env"), **dict(auth_env, **_allowed_ips(inv, sup)))
 
     # supervisor
     member = _base(inv, sup, "supervisor", image, env)
@@ -146,7 +169,9 @@ def plan(inv, ports):
         member["device_requests"] = device_requests(inv, host, devices) or (
             [{"driver": "nvidia", "count": -1, "capabilities": [["gpu"]]}] if accelerator == "nvidia" else [])
         member["volumes"] += mounts + strings(inv, host, "llmserve_xinference_volumes")
-        joined.append(host_port(address, member["worker_port"]))
+        # how the supervisor's /status names it
+        member["joined_as"] = host_port(address, member["worker_port"])
+        joined.append(member["joined_as"])
         members.append(member)
     # the supervisor's /status lists every joined worker as "<address>:<worker port>" (no auth needed)
     sup_entry["ready"] = dict(url=api + "/status", workers=joined)

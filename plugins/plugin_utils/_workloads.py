@@ -150,9 +150,10 @@ def _mindie(inv, inst, earlier):
 XINFERENCE_PHASES = {"xinference_supervisor": 0, "xinference_worker": 1}
 
 
-def _xinference(inv, inst, supervisor):
-    """Xinference's supervisor (phase 0), then its workers; a worker restarts with the supervisor (its actor
-    references die with the supervisor's process). The xinference role checks that they joined."""
+def _xinference(inv, inst):
+    """Xinference's supervisor (phase 0), then its workers. A worker is not restarted with the supervisor: a
+    restarted supervisor refuses the worker's next status report, and the worker registers again with the models
+    it runs (xinference 4.1.0, core/supervisor.py report_worker_status). The xinference role checks the join."""
     out = []
     for m in inst["members"]:
         host = m["host"]
@@ -167,7 +168,7 @@ def _xinference(inv, inst, supervisor):
             files=files, secrets=_secrets(m),
             ready=_ready(m["health"][0], inv.integer(host, "llmserve_xinference_start_timeout", 1),
                          inv.integer(host, "llmserve_xinference_poll_delay", 1)),
-            restart_after=[] if m["container"] == supervisor else [supervisor], remove=[m["env_file"]] + home)))
+            remove=[m["env_file"]] + home)))
     return out
 
 
@@ -190,7 +191,7 @@ def build(inv, instances, doors):
         elif kind.startswith("ray_"):
             found += _ray(inv, inst)
         elif kind.startswith("xinference_"):
-            found += _xinference(inv, inst, "llmserve-xinference-supervisor")
+            found += _xinference(inv, inst)
         elif kind.startswith("mindie_"):
             earlier = [m["container"] for i in instances if MINDIE_PHASES.get(i["kind"], 9) < MINDIE_PHASES[kind]
                        for m in i["members"]]

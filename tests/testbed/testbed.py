@@ -167,6 +167,8 @@ def ensure_secrets():
             write(sec / name, secrets.token_urlsafe(24) + "\n")
     if not (sec / "ray_auth_token").exists():   # what `ray get-auth-token --generate` makes: 32 random bytes, hex
         write(sec / "ray_auth_token", secrets.token_hex(32) + "\n")
+    if not (sec / "xinference_admin_password").exists():
+        write(sec / "xinference_admin_password", secrets.token_urlsafe(18) + "\n")
     password = (sec / "registry_password").read_text().strip()
     htpasswd = sec / "htpasswd"
     if not htpasswd.exists():
@@ -306,11 +308,14 @@ def write_inventory(names, shared, password):
         f"llmserve_registry_username: {REGISTRY_USER}",
         "llmserve_registry_password: \"{{ vault_llmserve_registry_password }}\"",
         "llmserve_ray_auth_token: \"{{ vault_llmserve_ray_auth_token }}\"",
+        "llmserve_xinference_admin_password: \"{{ vault_llmserve_xinference_admin_password }}\"",
         f"llmserve_testbed_shared_dir: {SHARED_MOUNT}",
         ""]), 0o644)
     ray_token = (STATE / "secrets" / "ray_auth_token").read_text().strip()
+    xinference = (STATE / "secrets" / "xinference_admin_password").read_text().strip()
     for name, plain in (("vault.yml", f"vault_llmserve_registry_password: {password}\n"),
-                        ("vault_ray.yml", f"vault_llmserve_ray_auth_token: {ray_token}\n")):
+                        ("vault_ray.yml", f"vault_llmserve_ray_auth_token: {ray_token}\n"),
+                        ("vault_xinference.yml", f"vault_llmserve_xinference_admin_password: {xinference}\n")):
         vault = inv / "group_vars" / "all" / name
         if not vault.exists() or "$ANSIBLE_VAULT" not in vault.read_text():
             write(vault, plain, 0o600)

@@ -317,10 +317,67 @@ def test_xinference_supervisor_and_workers_use_fixed_ports():
     assert sup["ready"] == {"url": "http://10.7.0.1:9997/status", "workers": ["10.7.0.2:30001", "10.7.0.3:30001"]}
     assert sup["auth"] == {"enabled": True, "admin_user": "admin",
                            "admin_password_variable": "llmserve_xinference_admin_password",
-                           "setup_status_url_path": "/v1/admin/setup/status"}
+                           "setup_status_url_path": "/v1/admin/setup/status", "api_key_name": "llmserve",
+                           "api_key_file": "~/.config/llmserve/xinference-10.7.0.1-9997.api_key"}
+    assert [m["joined_as"] for m in workers["members"]] == sup["ready"]["workers"]
     assert plan["front_door"]["url"] == "http://10.7.0.1:9997" and plan["front_door"]["workers"] == sup["ready"]["workers"]
     assert {m["image"] for i in plan["instances"] for m in i["members"]} == {XINF}
     assert SECRET not in json.dumps(plan)
+
+
+def test_xinference_workloads_start_the_supervisor_first_with_home_devices_and_readiness():
+    plan = plan_of(*xinference(common=dict(llmserve_accelerator="nvidia", llmserve_xinference_shm_size="8G",
+                                           llmserve_xinference_allowed_ips="10.7.0.0/24"),
+                               w0=dict(llmserve_devices="4-7", llmserve_xinference_volumes=["/models:/models:ro"])))
+    sup = {w["name"]: w for w in plan["hosts"]["sup"]["workloads"]}["llmserve-xinference-supervisor"]
+    w0 = {w["name"]: w for w in plan["hosts"]["w0"]["workloads"]}["llmserve-xinference-worker"]
+    w1 = {w["name"]: w for w in plan["hosts"]["w1"]["workloads"]}["llmserve-xinference-worker"]
+    assert (sup["phase"], w0["phase"]) == (0, 1) and w0["restart_after"] == []
+    assert sup["ready"] == {"url": "http://10.7.0.1:9997", "path": "/status", "wait": 300, "delay": 1}
+    assert w0["ready"] == {"url": "http://10.7.0.2:30002", "path": "/metrics", "wait": 300, "delay": 1}
+    assert sup["container"]["volumes"] == ["/var/lib/xinference:/var/lib/xinference"]
+    assert w0["container"]["volumes"] == ["/var/lib/xinference:/var/lib/xinference", "/models:/models:ro"]
+    assert sup["container"]["shm_size"] == "8G" and sup["container"]["entrypoint"] == ["xinference-supervisor"]
+    # GPUs 4-7 of w0 are 0-3 inside its container; w1 names none, so it is given all of its GPUs
+    assert w0["container"]["device_requests"] == [{"driver": "nvidia", "device_ids": ["4", "5", "6", "7"],
+                                                   "capabilities": [["gpu"]]}]
+    assert w0["files"][0]["env"]["CUDA_VISIBLE_DEVICES"] == "0,1,2,3"
+    assert w1["container"]["device_requests"] == [{"driver": "nvidia", "count": -1, "capabilities": [["gpu"]]}]
+    assert w1["files"][0]["env"] == {"XINFERENCE_HOME": "/var/lib/xinference", "XINFERENCE_ALLOWED_IPS": "10.7.0.0/24"}
+    assert w1["container"]["env_file"] == w1["files"][0]["path"] == "/etc/llmserve/llmserve-xinference-worker.env"
+    # clean_up keeps XINFERENCE_HOME (the auth database, caches) unless asked
+    assert w1["remove"] == ["/etc/llmserve/llmserve-xinference-worker.env"]
+    plan = plan_of(*xinference(common=dict(llmserve_xinference_remove_home=True)))
+    assert "/var/lib/xinference" in plan["hosts"]["w1"]["workloads"][0]["remove"]
+
+
+@pytest.mark.parametrize("value,words", [
+    ("10.0.0.0/33", "'10.0.0.0/33' is neither an IPv4 address nor a network in CIDR form"),
+    ("10.0.0.1,fd00::1", "'fd00::1' is neither an IPv4 address nor a network in CIDR form, so Xinference would skip "
+                         "it; did you mean fd00::1/128?"),
+    ("10.0.0.1/24", "'10.0.0.1/24' is neither an IPv4 address nor a network in CIDR form, so Xinference would skip "
+                    "it; did you mean 10.0.0.0/24?"),
+    ("lan", "'lan' is neither an IPv4 address nor a network in CIDR form, so Xinference would skip it; write "
+            "10.0.0.0/24, or fd00::1/128 for one IPv6 address"),
+])
+def test_xinference_allowed_ips_are_read_as_xinference_reads_them(value, words):
+    problems = problems_of(*xinference(common=dict(llmserve_xinference_allowed_ips=value)))
+    assert len(problems) == 1 and problems[0].startswith("sup: llmserve_xinference_allowed_ips: "), problems
+    assert words in problems[0], problems
+    plan = plan_of(*xinference(common=dict(llmserve_xinference_allowed_ips="10.0.0.0/24, 127.0.0.1,fd00::/64")))
+    assert plan["hosts"]["w0"]["workloads"][0]["files"][0]["env"]["XINFERENCE_ALLOWED_IPS"] == \
+        "10.0.0.0/24, 127.0.0.1,fd00::/64"
+
+
+def test_xinference_ascend_workers_name_their_npus():
+    problems = problems_of(*xinference(common=dict(llmserve_accelerator="ascend_a2"), w0=dict(llmserve_devices="0-1")))
+    assert [str(p) for p in problems] == [
+        'w1: llmserve_devices: is not set; an Ascend worker is given the NPUs it lists (the container needs their '
+        '/dev/davinciN), e.g. llmserve_devices: "0-7"']
+    plan = plan_of(*xinference(common=dict(llmserve_accelerator="ascend_a2", llmserve_devices="2,3")))
+    w0 = plan["hosts"]["w0"]["workloads"][0]
+    assert w0["container"]["devices"][:4] == ["/dev/davinci%d:/dev/davinci%d:rwm" % (n, n) for n in range(4)]
+    assert w0["files"][0]["env"]["ASCEND_RT_VISIBLE_DEVICES"] == "2,3"
 
 
 def test_xinference_auth_off_and_keys_by_name_and_a_supervisor_that_also_serves():
