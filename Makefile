@@ -17,6 +17,7 @@ SIM_IMAGE := llmserve/engine-sim:0.1.0
 ROUTER_IMAGE := llmserve/vllm-router:0.1.17
 NGINX_IMAGE := llmserve/nginx:1.22
 MINDIE_IMAGE := llmserve/mindie-sim:0.1.0
+XINFERENCE_IMAGE := llmserve/xinference-cpu:4.1.0
 BASE_IMAGE := llmserve-testbed/base:bookworm
 
 .PHONY: help demo test machine venv collection testbed testbed-down images image-vllm image-sim \
@@ -51,7 +52,7 @@ testbed-down: venv
 	@$(TESTBED) down $(if $(PURGE),--purge)
 
 # ---------------------------------------------------------------- images (built locally, cached by docker)
-images: image-vllm image-sim image-router image-nginx image-mindie
+images: image-vllm image-sim image-router image-nginx image-mindie image-xinference
 
 image-vllm: venv
 	@$(TESTBED) base-image
@@ -80,6 +81,12 @@ image-mindie: venv
 	@echo "[images] $(MINDIE_IMAGE)"
 	@docker build -q -t $(MINDIE_IMAGE) tests/images/mindie-sim >/dev/null
 
+image-xinference: venv
+	@$(TESTBED) base-image
+	@images/vllm-cpu/prepare-context.sh images/xinference-cpu/context >/dev/null
+	@echo "[images] $(XINFERENCE_IMAGE) (about 10 minutes cold, seconds when cached)"
+	@docker build --network host -q -t $(XINFERENCE_IMAGE) images/xinference-cpu >/dev/null
+
 # ---------------------------------------------------------------- the main job
 demo: testbed collection images
 	@$(TESTBED) push $(VLLM_IMAGE) $(ROUTER_IMAGE)
@@ -107,7 +114,7 @@ integration: testbed collection images
 
 molecule: testbed collection images
 	@echo "[test] molecule scenarios on the test bed"
-	@$(TESTBED) push $(SIM_IMAGE) $(ROUTER_IMAGE) $(VLLM_IMAGE) $(NGINX_IMAGE) $(MINDIE_IMAGE)
+	@$(TESTBED) push $(SIM_IMAGE) $(ROUTER_IMAGE) $(VLLM_IMAGE) $(NGINX_IMAGE) $(MINDIE_IMAGE) $(XINFERENCE_IMAGE)
 	@# `make demo` leaves its cluster running; the scenarios check that the bed holds nothing of ours after them
 	@$(BED_VAULT) ansible-playbook -i .testbed/inventory -i tests/testbed/inventories/testbed_2p1d playbooks/site.yml \
 		--tags clean_up >/dev/null

@@ -41,7 +41,9 @@ Variables (read on the supervisor unless said otherwise; defaults in roles/defau
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 
 from ._cluster_util import (ascend_devices, boolean, device_env, device_requests, host_port, is_set, log_options, mapping, one_value,
                             port, secret, single, strings, url)
@@ -69,13 +71,52 @@ def _auth(inv, sup):
     return auth, {}, secrets
 
 
-def _models(inv, sup):
-    models = inv.get(sup, "llmserve_xinference_models") or []
+# what a model entry may hold beyond the fields of POST /v1/models
+MODEL_KEYS = {"worker": "an inventory host of xinference_worker to launch it on (its address becomes worker_ip)",
+              "register": "a custom model's registration (Xinference's model family JSON, as a mapping)"}
+
+
+def _models(inv, sup, workers):
+    """The wanted models: POST /v1/models's body (model_uid defaults to model_name, model_type to LLM,
+    enable_virtual_env to false: a launch must not build a virtualenv from the internet), the registration of a
+    custom one, and a digest of both, by which the xinference_models module sees a changed spec."""
+    variable = "llmserve_xinference_models"
+    models = inv.get(sup, variable) or []
     if not isinstance(models, list) or not all(isinstance(m, dict) and m.get("model_name") for m in models):
-        inv.problem(sup, "llmserve_xinference_models", "must be a list of launch requests, each a mapping with at least "
-                    "model_name (and model_engine, model_format, size_in_billions as POST /v1/models takes them)")
+        inv.problem(sup, variable, "must be a list of launch requests, each a mapping with at least model_name (and "
+                    "model_engine, model_format, size_in_billions as POST /v1/models takes them)")
         return []
-    return [dict(m) for m in models]
+    out, seen = [], set()
+    for entry in models:
+        wrong = [k for k in ("model_name", "model_uid", "model_type", "worker") if entry.get(k) is not None
+                 and not isinstance(entry[k], str)]
+        if wrong:
+            inv.problem(sup, variable, "%s: %s must be a string, e.g. model_name: qwen2.5-instruct"
+                        % (entry["model_name"], " and ".join(wrong)))
+            continue
+        launch = {k: v for k, v in entry.items() if k not in MODEL_KEYS}
+        name = str(launch["model_name"])
+        uid = str(launch.get("model_uid") or name)
+        launch.update(model_uid=uid, model_type=str(launch.get("model_type") or "LLM"))
+        launch.setdefault("enable_virtual_env", False)
+        if uid in seen:
+            inv.problem(sup, variable, "launches the uid %s twice; give one of them another model_uid" % uid)
+        seen.add(uid)
+        worker = entry.get("worker")
+        if worker is not None:
+            if worker not in workers:
+                inv.problem(sup, variable, "%s: worker %r is not a host of xinference_worker (%s)"
+                            % (name, worker, ", ".join(workers) or "none"))
+            else:
+                launch["worker_ip"] = inv.address(worker)
+        registration = entry.get("register")
+        if registration is not None and (not isinstance(registration, dict) or registration.get("model_name") != name):
+            inv.problem(sup, variable, "%s: register must be the model's registration, a mapping whose model_name is "
+                        "%s (Xinference's custom model JSON)" % (name, name))
+            registration = None
+        digest = hashlib.sha256(json.dumps([launch, registration], sort_keys=True).encode("utf-8")).hexdigest()[:16]
+        out.append(dict(uid=uid, digest=digest, launch=launch, registration=registration))
+    return out
 
 
 def _allowed_ips(inv, sup):
@@ -142,7 +183,8 @@ def plan(inv, ports):
     api = url(address, member["port"])
     member["health"] = [api + "/status"]
     sup_entry = dict(name="xinference-supervisor", kind="xinference_supervisor", hosts=[sup], master=sup,
-                     endpoints=[api], members=[member], cluster="xinference", auth=auth, models=_models(inv, sup))
+                     endpoints=[api], members=[member], cluster="xinference", auth=auth, models=_models(inv, sup, workers),
+                     models_record="%s/xinference-models.json" % inv.get(sup, "llmserve_config_dir"))
 
     # workers
     joined, members = [], []

@@ -168,7 +168,8 @@ def _xinference(inv, inst):
             files=files, secrets=_secrets(m),
             ready=_ready(m["health"][0], inv.integer(host, "llmserve_xinference_start_timeout", 1),
                          inv.integer(host, "llmserve_xinference_poll_delay", 1)),
-            remove=[m["env_file"]] + home)))
+            # the supervisor's host keeps the record of the models the xinference role launched
+            remove=[m["env_file"]] + home + ([inst["models_record"]] if inst.get("models_record") else []))))
     return out
 
 

@@ -369,6 +369,40 @@ def test_xinference_allowed_ips_are_read_as_xinference_reads_them(value, words):
         "10.0.0.0/24, 127.0.0.1,fd00::/64"
 
 
+SMOL = {"model_name": "smollm2", "model_family": "llama-3.1-instruct", "model_specs": []}
+
+
+def test_xinference_models_are_placed_by_worker_name_and_a_changed_spec_changes_the_digest():
+    models = [{"model_name": "smollm2", "model_engine": "transformers", "worker": "w1", "register": SMOL},
+              {"model_name": "minilm", "model_type": "embedding", "model_uid": "emb", "enable_virtual_env": True}]
+    plan = plan_of(*xinference(common=dict(llmserve_xinference_models=models)))
+    sup = the(plan, "xinference-supervisor")
+    smol, emb = sup["models"]
+    assert smol["launch"] == {"model_name": "smollm2", "model_engine": "transformers", "model_uid": "smollm2",
+                              "model_type": "LLM", "enable_virtual_env": False, "worker_ip": "10.7.0.3"}
+    assert smol["registration"] == SMOL
+    assert emb["uid"] == "emb" and emb["launch"]["enable_virtual_env"] is True and "worker_ip" not in emb["launch"]
+    assert sup["models_record"] == "/etc/llmserve/xinference-models.json"
+    changed = [dict(models[0], model_engine="llama.cpp"), models[1]]
+    again = the(plan_of(*xinference(common=dict(llmserve_xinference_models=changed))), "xinference-supervisor")
+    assert again["models"][0]["digest"] != smol["digest"] and again["models"][1]["digest"] == emb["digest"]
+
+
+@pytest.mark.parametrize("models,words", [
+    ([{"model_name": "a", "worker": "sup"}], "a: worker 'sup' is not a host of xinference_worker (w0, w1)"),
+    ([{"model_name": "a"}, {"model_name": "b", "model_uid": "a"}], "launches the uid a twice"),
+    ([{"model_name": "a", "register": {"model_name": "b"}}], "a: register must be the model's registration, a "
+                                                              "mapping whose model_name is a"),
+    ([{"model_engine": "vllm"}], "must be a list of launch requests, each a mapping with at least model_name"),
+    ([{"model_name": "a", "worker": ["w0"]}], "a: worker must be a string, e.g. model_name: qwen2.5-instruct"),
+    ([{"model_name": ["a"], "model_uid": 7}], "['a']: model_name and model_uid must be a string"),
+])
+def test_xinference_bad_models_are_named(models, words):
+    problems = problems_of(*xinference(common=dict(llmserve_xinference_models=models)))
+    assert len(problems) == 1 and problems[0].startswith("sup: llmserve_xinference_models: ") and words in problems[0], \
+        problems
+
+
 def test_xinference_ascend_workers_name_their_npus():
     problems = problems_of(*xinference(common=dict(llmserve_accelerator="ascend_a2"), w0=dict(llmserve_devices="0-1")))
     assert [str(p) for p in problems] == [
@@ -394,7 +428,10 @@ def test_xinference_auth_off_and_keys_by_name_and_a_supervisor_that_also_serves(
     sup = the(plan, "xinference-supervisor")
     assert sup["members"][0]["secret_env"] == {
         "XINFERENCE_AUTH_JWT_SECRET_KEY": {"variable": "llmserve_xinference_auth_jwt_secret_key", "host": "sup"}}
-    assert sup["models"] == [{"model_name": "qwen2.5-instruct", "model_engine": "vllm"}]
+    (model,) = sup["models"]
+    assert model["launch"] == {"model_name": "qwen2.5-instruct", "model_engine": "vllm", "model_uid": "qwen2.5-instruct",
+                               "model_type": "LLM", "enable_virtual_env": False}
+    assert model["uid"] == "qwen2.5-instruct" and model["registration"] is None and len(model["digest"]) == 16
     assert SECRET not in json.dumps(plan)
 
 
@@ -618,7 +655,7 @@ def test_example_ray_tp_pp():
 def test_example_xinference():
     plan = plan_of(*example("xinference"))
     assert the(plan, "xinference-supervisor")["ready"]["workers"] == ["10.3.0.11:30001", "10.3.0.12:30001"]
-    assert the(plan, "xinference-supervisor")["models"][0]["model_name"] == "qwen2.5-instruct"
+    assert the(plan, "xinference-supervisor")["models"][0]["launch"]["model_name"] == "qwen2.5-instruct"
     assert "change-me" not in json.dumps(plan)
 
 
