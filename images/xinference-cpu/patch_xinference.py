@@ -50,8 +50,8 @@ _CHILD_IO_EXECUTOR = concurrent.futures.ThreadPoolExecutor(
 )
 
 
-def _child_io(func, *args):
-    return asyncio.get_running_loop().run_in_executor(
+async def _child_io(func, *args):
+    return await asyncio.get_running_loop().run_in_executor(
         _CHILD_IO_EXECUTOR, functools.partial(func, *args)
     )
 

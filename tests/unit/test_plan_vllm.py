@@ -415,7 +415,8 @@ def test_every_argv_is_accepted_by_vllm_032_and_opens_exactly_the_planned_ports(
 def test_plan_playbook_writes_the_contract_for_every_example(example, tmp_path):
     out = tmp_path / "plan.json"
     # the bed's examples take their secrets from the bed's vault (tests/testbed/testbed.py), absent here
-    bed = ["-e", "llmserve_ray_auth_token=stands-for-the-beds-vault"] \
+    bed = ["-e", "llmserve_ray_auth_token=stands-for-the-beds-vault",
+           "-e", "llmserve_xinference_admin_password=stands-for-the-beds-vault"] \
         if (REPO / example).resolve().is_relative_to(BED_INVENTORIES) else []
     res = subprocess.run(
         [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", example,
