@@ -101,6 +101,11 @@ options:
       key:
         description: Key of the client certificate.
         type: path
+      expect:
+        description:
+          - A regular expression that a line of the answer must match (multiline), besides HTTP 200; for example
+            that an Xinference model is READY in the supervisor's metrics.
+        type: str
   path:
     description: Where the record lives on the host (mode 0600).
     type: path
@@ -149,6 +154,7 @@ health:
 import hashlib
 import json
 import os
+import re
 import traceback
 from http.client import HTTPException
 from urllib.error import HTTPError, URLError
@@ -170,11 +176,14 @@ def checksum(path):
 
 
 def probe(p):
-    """One readiness answer: healthy when the URL answers 200 within 5 seconds."""
+    """One readiness answer: healthy when the URL answers 200 within 5 seconds (and a line of the answer matches
+    expect, when given)."""
     url = p["url"] + (p["path"] or "")
     try:
         with open_url(url, timeout=5, ca_path=p["ca"], client_cert=p["cert"], client_key=p["key"]) as response:
             status, error = response.status, None
+            if p.get("expect") and not re.search(p["expect"], response.read().decode("utf-8", "replace"), re.M):
+                status, error = -1, "no line of its answer matches %s" % p["expect"]
     except HTTPError as e:
         status, error = e.code, str(e)
     except (URLError, OSError, HTTPException, UrlError) as e:
@@ -255,7 +264,7 @@ def differences(module, daemon, unreachable, record, health):
 def main():
     probe_spec = dict(name=dict(type="str", required=True), url=dict(type="str", required=True),
                       path=dict(type="str", default="/health"), ca=dict(type="path"), cert=dict(type="path"),
-                      key=dict(type="path", no_log=False))
+                      key=dict(type="path", no_log=False), expect=dict(type="str"))
     module = AnsibleModule(
         argument_spec=dict(
             state=dict(type="str", choices=["check", "record", "absent"], default="check"),

@@ -19,6 +19,7 @@ stay in ``instances`` as the v1 view that the rank tables, status and tests read
 from __future__ import annotations
 
 import posixpath
+import re
 
 # community.docker.docker_container's arguments a workload's container may set (the runner passes each as it is)
 CONTAINER_KEYS = ("image", "entrypoint", "command", "env", "env_file", "volumes", "devices", "device_requests",
@@ -26,7 +27,7 @@ CONTAINER_KEYS = ("image", "entrypoint", "command", "env", "env_file", "volumes"
 
 
 def workload(name, system, instance, phase=0, container=None, service=None, files=(), secrets=(), ready=None,
-             restart_after=(), remove=()):
+             restart_after=(), remove=(), checks=()):
     """The one shape of a workload; a container's keys are docker_container's, set ones only."""
     if (container is None) == (service is None):
         raise ValueError("%s: a workload is a container or a service" % name)
@@ -37,7 +38,7 @@ def workload(name, system, instance, phase=0, container=None, service=None, file
         container = {k: v for k, v in container.items() if v is not None}
     return dict(name=name, system=system, instance=instance, phase=phase, container=container, service=service,
                 files=list(files), secrets=list(secrets), ready=ready, restart_after=sorted(set(restart_after)),
-                remove=sorted(set(remove)))
+                remove=sorted(set(remove)), checks=list(checks))
 
 
 def _ready(url, wait, delay, tls=None):
@@ -168,6 +169,11 @@ def _xinference(inv, inst):
             files=files, secrets=_secrets(m),
             ready=_ready(m["health"][0], inv.integer(host, "llmserve_xinference_start_timeout", 1),
                          inv.integer(host, "llmserve_xinference_poll_delay", 1)),
+            # each model of the list READY in the supervisor's metrics (no login needed): a model lost with its
+            # worker is not launched again by Xinference, so the next run must see it missing
+            checks=[dict(name="model " + model["uid"], url=m["health"][0].rsplit("/", 1)[0], path="/metrics",
+                         expect=r'^xinference:model_status\{[^}]*model_uid="%s"[^}]*status="READY"[^}]*\} 1(\.0)?$'
+                         % re.escape(model["uid"])) for model in inst.get("models") or []],
             # the supervisor's host keeps the record of the models the xinference role launched
             remove=[m["env_file"]] + home + ([inst["models_record"]] if inst.get("models_record") else []))))
     return out

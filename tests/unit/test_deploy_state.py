@@ -20,16 +20,18 @@ GOLDEN = REPO / "tests" / "unit" / "golden"
 @pytest.fixture
 def health():
     """A readiness endpoint whose answer the test sets."""
-    answer = {"status": 200}
+    answer = {"status": 200, "metrics": ""}
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
         def do_GET(self):
-            self.send_response(answer["status"] if self.path == "/health" else 404)
-            self.send_header("Content-Length", "0")
+            body = answer["metrics"].encode() if self.path == "/metrics" else b""
+            self.send_response(answer["status"] if self.path in ("/health", "/metrics") else 404)
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
+            self.wfile.write(body)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -100,6 +102,25 @@ def test_each_difference_from_the_record_is_named(host, drift, reason):
     checked = state(host)
     assert checked["converged"] is False
     assert any(reason in line for line in checked["reasons"]), checked["reasons"]
+
+
+def test_a_check_wants_its_line_in_the_answer(host):
+    """An Xinference model READY in the supervisor's metrics, as the plan's checks ask for it."""
+    plan = json.loads((GOLDEN / "testbed_xinference.json").read_text())
+    check = dict(host_lists(plan["hosts"]["node1"])["probes"][1], url=host["health"]["url"])
+    assert check["name"] == "model smollm2-135m-instruct" and check["path"] == "/metrics"
+    host["health"]["metrics"] = ('# TYPE xinference:model_status gauge\n'
+                                 'xinference:model_status{model_name="smollm2-135m-instruct",'
+                                 'model_uid="smollm2-135m-instruct",status="READY"} 1.0\n')
+    host["args"]["probes"].append(check)
+    state(host, state="record")
+    assert state(host)["converged"] is True
+    # the model died with its worker: only the other one is READY
+    host["health"]["metrics"] = 'xinference:model_status{model_name="b",model_uid="b",status="READY"} 1\n'
+    checked = state(host)
+    assert checked["converged"] is False and checked["reasons"] == [
+        "model smollm2-135m-instruct does not answer at %s/metrics (no line of its answer matches %s)"
+        % (host["health"]["url"], check["expect"])]
 
 
 def test_absent_forgets_the_record(host):
