@@ -25,6 +25,23 @@ IMAGE = REGISTRY + "/llmserve/probe"
 LOGIN = {"username": "deploy", "password": "s3cret-pull"}
 
 
+class JSONHandler(BaseHTTPRequestHandler):
+    """A stand-in's request handler: silent, answering JSON."""
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, body, headers=()):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
 class FakeDaemon:
     """Images on the host, digests at the registry, and the requests the module made."""
 
@@ -39,19 +56,8 @@ class FakeDaemon:
         self.containers = {}  # name -> inspection (deploy_state's tests)
         daemon = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JSONHandler):
             protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def reply(self, status, body):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
             def auth(self):
                 header = self.headers.get("X-Registry-Auth")
@@ -333,18 +339,7 @@ class FakeRegistry:
         basic = "Basic " + base64.b64encode(("%s:%s" % (LOGIN["username"], LOGIN["password"])).encode()).decode()
         registry = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def reply(self, status, body, headers=()):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                for name, value in headers:
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+        class Handler(JSONHandler):
 
             def do_GET(self):
                 url = urlsplit(self.path)

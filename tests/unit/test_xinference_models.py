@@ -3,11 +3,11 @@ serves it: GET/POST /v1/models, DELETE /v1/models/{uid}, POST/DELETE /v1/model_r
 admin's bearer token. The real supervisor is driven by molecule's xinference scenario."""
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
-from test_image_pull import run_module
+from test_image_pull import JSONHandler, run_module
 
 TOKEN = "admin-session-0123"
 
@@ -20,17 +20,7 @@ class FakeSupervisor:
         self.refuse_launch = None
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def reply(self, status, body):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+        class Handler(JSONHandler):
 
             def handle_one(self, method):
                 fake.calls.append((method, self.path))
