@@ -30,13 +30,13 @@ CERTS_D = "/etc/docker/certs.d"
 class Registry:
     """GET from one repository of a registry, logging in as the Docker client would, once per challenge."""
 
-    def __init__(self, module, daemon, repository, timeout):
+    def __init__(self, module, info, repository, timeout):
         self.registry = registry_of(repository)
         first, dummy, rest = repository.partition("/")
         # the name inside the registry: without the registry's host; docker.io's single names live under library/
         name = rest if rest and ("." in first or ":" in first or first == "localhost") else repository
         self.path = "library/" + name if self.registry == INDEX_NAME and "/" not in name else name
-        index = (daemon.get_json("/info").get("RegistryConfig") or {}).get("IndexConfigs") or {}
+        index = (info.get("RegistryConfig") or {}).get("IndexConfigs") or {}
         secure = (index.get(self.registry) or {}).get("Secure", True)
         host = "registry-1.docker.io" if self.registry == INDEX_NAME else self.registry
         self.base = ("https://" if secure else "http://") + host
@@ -86,9 +86,9 @@ class Registry:
         self.authorization = "Bearer " + (answer.get("token") or answer["access_token"])
 
 
-def new_layers(module, daemon, repository, tag):
+def new_layers(module, daemon, info, repository, tag):
     """[(layer digest, compressed size)] of the image's layers that no image on the host holds yet."""
-    registry = Registry(module, daemon, repository, daemon.timeout)
+    registry = Registry(module, info, repository, daemon.timeout)
     manifest = registry.get_json("manifests/" + tag, MANIFEST_TYPES)
     if "manifests" in manifest:  # an index: the entry for the daemon's platform
         version = daemon.get_json("/version")
@@ -105,9 +105,9 @@ def new_layers(module, daemon, repository, tag):
     return [(layer["digest"], layer["size"]) for layer, diff in zip(manifest["layers"], diff_ids) if diff not in held]
 
 
-def free_bytes(daemon):
+def free_bytes(daemon, info=None):
     """(Docker's data root, bytes free there), or (root, None) when the daemon is not on this machine."""
-    root = daemon.get_json("/info").get("DockerRootDir", "/var/lib/docker")
+    root = (info or daemon.get_json("/info")).get("DockerRootDir", "/var/lib/docker")
     if daemon.socket_path is None or not os.path.isdir(root):
         return root, None
     stat = os.statvfs(root)
@@ -121,11 +121,12 @@ def gigabytes(n):
 def room_problem(module, daemon, name, repository, tag, keep_free):
     """Why the host has no room to pull the image (a sentence), or None. When the registry cannot be asked, a warning
     says so and the pull goes ahead: the daemon may reach the registry through a mirror this host cannot."""
-    root, free = free_bytes(daemon)
+    info = daemon.get_json("/info")
+    root, free = free_bytes(daemon, info)
     if free is None:
         return None
     try:
-        layers = new_layers(module, daemon, repository, tag)
+        layers = new_layers(module, daemon, info, repository, tag)
     except (DockerError, OSError, ValueError, KeyError, TypeError) as e:
         module.warn("could not learn the size of %s from its registry (%s); pulling it without a space check" % (name, e))
         return None
