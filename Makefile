@@ -18,10 +18,11 @@ ROUTER_IMAGE := llmserve/vllm-router:0.1.17
 NGINX_IMAGE := llmserve/nginx:1.22
 MINDIE_IMAGE := llmserve/mindie-sim:0.1.0
 XINFERENCE_IMAGE := llmserve/xinference-cpu:4.1.0
+XINFERENCE_SKEW_IMAGE := llmserve/xinference-skew:4.0.0
 BASE_IMAGE := llmserve-testbed/base:bookworm
 
 .PHONY: help demo test machine venv collection testbed testbed-down images image-vllm image-sim \
-        image-router image-nginx image-mindie push lint sanity unit integration molecule clean
+        image-router image-nginx image-mindie image-xinference push lint sanity unit integration molecule clean
 
 help:
 	@echo "make demo   deploy a real 2P1D vLLM cluster with this collection onto the local test bed and ask it"
@@ -52,7 +53,7 @@ testbed-down: venv
 	@$(TESTBED) down $(if $(PURGE),--purge)
 
 # ---------------------------------------------------------------- images (built locally, cached by docker)
-images: image-vllm image-sim image-router image-nginx image-mindie
+images: image-vllm image-sim image-router image-nginx image-mindie image-xinference
 
 image-vllm: venv
 	@$(TESTBED) base-image
@@ -81,15 +82,16 @@ image-mindie: venv
 	@echo "[images] $(MINDIE_IMAGE)"
 	@docker build -q -t $(MINDIE_IMAGE) tests/images/mindie-sim >/dev/null
 
-# Xinference's CPU image (molecule's xinference scenario, next): built on its own for now
+# Xinference's CPU image, and the same with another version for the version-skew check (one small layer)
 image-xinference: venv
 	@$(TESTBED) base-image
 	@images/vllm-cpu/prepare-context.sh images/xinference-cpu/context >/dev/null
 	@echo "[images] $(XINFERENCE_IMAGE) (about 10 minutes cold, seconds when cached)"
 	@docker build --network host -q -t $(XINFERENCE_IMAGE) images/xinference-cpu >/dev/null
+	@docker build -q -t $(XINFERENCE_SKEW_IMAGE) tests/images/xinference-skew >/dev/null
 
 # ---------------------------------------------------------------- the main job
-demo: testbed collection images
+demo: testbed collection image-vllm image-router
 	@$(TESTBED) push $(VLLM_IMAGE) $(ROUTER_IMAGE)
 	@$(BED_VAULT) ansible-playbook -i .testbed/inventory -i tests/testbed/inventories/testbed_2p1d tests/testbed/demo.yml
 
@@ -115,7 +117,8 @@ integration: testbed collection images
 
 molecule: testbed collection images
 	@echo "[test] molecule scenarios on the test bed"
-	@$(TESTBED) push $(SIM_IMAGE) $(ROUTER_IMAGE) $(VLLM_IMAGE) $(NGINX_IMAGE) $(MINDIE_IMAGE)
+	@$(TESTBED) push $(SIM_IMAGE) $(ROUTER_IMAGE) $(VLLM_IMAGE) $(NGINX_IMAGE) $(MINDIE_IMAGE) $(XINFERENCE_IMAGE) \
+	                 $(XINFERENCE_SKEW_IMAGE)
 	@# `make demo` leaves its cluster running; the scenarios check that the bed holds nothing of ours after them
 	@$(BED_VAULT) ansible-playbook -i .testbed/inventory -i tests/testbed/inventories/testbed_2p1d playbooks/site.yml \
 		--tags clean_up >/dev/null

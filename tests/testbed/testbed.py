@@ -376,10 +376,13 @@ def registry_login(password):
         raise TestbedError(f"docker login to the bed's registry failed: {res.stderr.strip()}")
 
 
-def push(images):
-    """Tag each local image under the bed's registry and push it (layers already there are skipped)."""
+def push(images, name=None):
+    """Tag each local image under the bed's registry and push it (layers already there are skipped); with name, the
+    one image goes there under that name."""
+    if name and len(images) != 1:
+        raise TestbedError("push --as NAME takes one image")
     for image in images:
-        target = f"{registry_addr()}/{image}"
+        target = f"{registry_addr()}/{name or image}"
         docker("tag", image, target)
         log(f"pushing {target}")
         res = subprocess.run(["docker", "push", target], env=docker_config(), capture_output=True, text=True)
@@ -426,6 +429,7 @@ def main(argv=None):
     d.add_argument("--purge", action="store_true", help="also remove volumes and state")
     ps = sub.add_parser("push", help="push local images to the bed's registry")
     ps.add_argument("images", nargs="+")
+    ps.add_argument("--as", dest="name", help="the name in the registry (one image only), e.g. to move a tag")
     sub.add_parser("status")
     sub.add_parser("base-image", help="make the Debian base image the bed and engine images start from")
     args = p.parse_args(argv)
@@ -440,7 +444,7 @@ def main(argv=None):
             check_machine()
             ensure_base_image()
         elif args.cmd == "push":
-            push(args.images)
+            push(args.images, args.name)
         else:
             status()
     except TestbedError as exc:
