@@ -54,7 +54,7 @@ def host_lists(entry):
         files=sorted(set(files)),
         probes=[dict(name=w["name"], url=w["ready"]["url"], path=w["ready"].get("path") or "",
                      ca=w["ready"].get("ca"), cert=w["ready"].get("cert"), key=w["ready"].get("key"))
-                for w in workloads if w.get("ready")]
+                for w in workloads if (w.get("ready") or {}).get("url")]
         + [dict(c) for w in workloads for c in w.get("checks") or []])
 
 

@@ -45,10 +45,20 @@ Variables (read on the first server unless said otherwise; defaults in roles/def
 - worker ports (per worker): ``llmserve_gpustack_worker_port`` (10150, serves /healthz),
   ``_worker_metrics_port`` (10151), ``_service_ports`` ("40000-40063", inference) and
   ``_ray_ports`` ("41000-41999", Ray for distributed vLLM), both ranges reserved.
-- secrets, by variable name only (keep them in ansible-vault): ``llmserve_gpustack_token`` (one
-  server may go without: the workers then get the token the server writes to
-  ``<data dir>/token``), ``llmserve_gpustack_jwt_secret_key``, ``llmserve_gpustack_bootstrap_password``,
-  ``llmserve_gpustack_database_url``, ``llmserve_gpustack_database_password``.
+- secrets, by variable name only (keep them in ansible-vault), in each container's env file (0600):
+  ``llmserve_gpustack_token`` (required: GPUStack 2.3.0 makes the default cluster and its registration token
+  only from a server's ``--token``; at most 58 characters, best ``gpustack_<16 hex>_<32 hex>``),
+  ``llmserve_gpustack_bootstrap_password`` (required: the admin's password, which the collection logs in with),
+  ``llmserve_gpustack_jwt_secret_key``, ``llmserve_gpustack_database_url``,
+  ``llmserve_gpustack_database_password``.
+- every other setting of a server or worker is a key of its configuration file
+  (``<llmserve_config_dir>/<container>.yaml``, mounted read-only, ``gpustack start --config-file``), so the
+  container's command stays ``--config-file <path>`` plus the extra arguments. Servers always run without the
+  embedded worker (``disable_worker``: a second start of a server whose data directory lacks bootstrap_version
+  would otherwise start one, gpustack 2.3.0 config.py ``_is_both_role``).
+- ``llmserve_gpustack_gateway_mode``: ``embedded`` (the official image: Higress on ``llmserve_gpustack_port``,
+  the API on 127.0.0.1) or ``disabled`` (the API on ``llmserve_gpustack_api_port`` of every address; images without
+  the gateway, such as one built from the PyPI package).
 - ``llmserve_gpustack_worker_name`` (per worker, default the inventory name),
   ``llmserve_gpustack_server_extra_args``, ``llmserve_gpustack_worker_extra_args``,
   ``llmserve_gpustack_env`` (every GPUStack container).
@@ -56,9 +66,10 @@ Variables (read on the first server unless said otherwise; defaults in roles/def
 
 from __future__ import annotations
 
+import json
 import re
 
-from ._cluster_util import (boolean, claim_range, host_port, is_set, mapping, one_value, port, port_range, secret,
+from ._cluster_util import (boolean, claim_range, host_port, is_set, log_options, mapping, one_value, port, port_range, secret,
                             single, strings, url)
 from ._planner import SECRET_PLACEHOLDER
 
@@ -119,7 +130,9 @@ def _database(inv, ports, lead, servers):
     data_dir = str(inv.get(db_host, "llmserve_gpustack_database_data_dir"))
     member = dict(host=db_host, address=address, container="llmserve-gpustack-database",
                   image=inv.get(db_host, "llmserve_gpustack_database_image"), network_mode="host",
-                  keep_image_entrypoint=True, port=number, data_dir=data_dir,
+                  keep_image_entrypoint=True, port=number, data_dir=data_dir, env_file=_env_file(inv, db_host,
+                                                                                                "llmserve-gpustack-database"),
+                  log_options=log_options(inv, db_host),
                   volumes=["%s:/var/lib/postgresql/data" % data_dir],
                   argv=["postgres", "-p", str(number), "-c", "listen_addresses=%s" % address],
                   env={"POSTGRES_DB": name, "POSTGRES_USER": user},
@@ -130,6 +143,19 @@ def _database(inv, ports, lead, servers):
     entry = dict(name="gpustack-database", kind="gpustack_database", hosts=[db_host], master=db_host,
                  endpoints=["postgresql://%s/%s" % (host_port(address, number), name)], members=[member], cluster="gpustack")
     return dict(kind="gpustack_database", secret=secret("llmserve_gpustack_database_password", db_host, fmt)), entry
+
+
+def _env_file(inv, host, container):
+    return "%s/%s.env" % (inv.get(host, "llmserve_config_dir"), container)
+
+
+def _config(inv, host, container, settings):
+    """The configuration file of a server or worker (its keys are Config's fields, gpustack 2.3.0 config.py), and the
+    argv that reads it."""
+    path = "%s/%s.yaml" % (inv.get(host, "llmserve_config_dir"), container)
+    content = "".join("%s: %s\n" % (key, json.dumps(value)) for key, value in settings.items())
+    return dict(path=path, content="# Written by llmserve.cluster from the plan; edit the inventory, not this file.\n"
+                + content), ["--config-file", path]
 
 
 def _ha(inv, lead, servers, public):
@@ -179,32 +205,40 @@ def _front(inv, ports, lead, servers):
 def _server(inv, ports, host, ctx):
     address = inv.address(host)
     inst = "gpustack-server"
+    container = "llmserve-gpustack-server"
     data_dir = str(inv.get(host, "llmserve_gpustack_data_dir"))
-    member = dict(host=host, address=address, container="llmserve-gpustack-server", image=ctx["image"],
-                  network_mode="host", keep_image_entrypoint=True, data_dir=data_dir,
-                  volumes=["%s:%s" % (data_dir, data_dir)])
-    member["port"] = port(inv, ports, host, "llmserve_gpustack_port", "gpustack-http", inst)
-    member["api_port"] = port(inv, ports, host, "llmserve_gpustack_api_port", "gpustack-api", inst)
-    member["proxy_port"] = port(inv, ports, host, "llmserve_gpustack_proxy_port", "gpustack-proxy", inst)
-    member["metrics_port"] = port(inv, ports, host, "llmserve_gpustack_metrics_port", "gpustack-metrics", inst)
-    argv = ["--data-dir", data_dir, "--advertise-address", address, "--port", str(member["port"]),
-            "--api-port", str(member["api_port"]), "--proxy-port", str(member["proxy_port"]),
-            "--metrics-port", str(member["metrics_port"])]
+    member = dict(host=host, address=address, container=container, image=ctx["image"], network_mode="host",
+                  keep_image_entrypoint=True, data_dir=data_dir, env_file=_env_file(inv, host, container),
+                  log_options=log_options(inv, host))
+    embedded = ctx["gateway_mode"] == "embedded"
+    settings = dict(data_dir=data_dir, advertise_address=address, gateway_mode=ctx["gateway_mode"],
+                    disable_worker=True, disable_update_check=True)
+    if embedded:
+        member["port"] = settings["port"] = port(inv, ports, host, "llmserve_gpustack_port", "gpustack-http", inst)
+        for number in GATEWAY_PORTS:
+            ports.claim(host, number, "gpustack-gateway", inst, "gpustack_server")
+    member["api_port"] = settings["api_port"] = port(inv, ports, host, "llmserve_gpustack_api_port", "gpustack-api", inst)
+    if not embedded:   # the API serves every address; the UI, the API and the OpenAI API are on it
+        member["port"] = member["api_port"]
+    member["proxy_port"] = settings["proxy_port"] = port(inv, ports, host, "llmserve_gpustack_proxy_port",
+                                                         "gpustack-proxy", inst)
+    member["metrics_port"] = settings["metrics_port"] = port(inv, ports, host, "llmserve_gpustack_metrics_port",
+                                                             "gpustack-metrics", inst)
     if ctx["database"] is None:
-        member["database_port"] = port(inv, ports, host, "llmserve_gpustack_database_port", "gpustack-embedded-postgresql",
-                                       inst)
-        argv += ["--database-port", str(member["database_port"])]
+        member["database_port"] = settings["database_port"] = port(
+            inv, ports, host, "llmserve_gpustack_database_port", "gpustack-embedded-postgresql", inst)
     if ctx["observability"]:
-        member["prometheus_port"] = port(inv, ports, host, "llmserve_gpustack_prometheus_port", "gpustack-prometheus", inst)
-        member["grafana_port"] = port(inv, ports, host, "llmserve_gpustack_grafana_port", "gpustack-grafana", inst)
-        argv += ["--builtin-prometheus-port", str(member["prometheus_port"]),
-                 "--builtin-grafana-port", str(member["grafana_port"])]
+        member["prometheus_port"] = settings["builtin_prometheus_port"] = port(
+            inv, ports, host, "llmserve_gpustack_prometheus_port", "gpustack-prometheus", inst)
+        member["grafana_port"] = settings["builtin_grafana_port"] = port(
+            inv, ports, host, "llmserve_gpustack_grafana_port", "gpustack-grafana", inst)
     else:
-        argv += ["--disable-builtin-observability"]
-    for number in GATEWAY_PORTS:
-        ports.claim(host, number, "gpustack-gateway", inst, "gpustack_server")
+        settings["disable_builtin_observability"] = True
     if ctx["public"]:
-        argv += ["--server-external-url", ctx["public"]]
+        settings["server_external_url"] = ctx["public"]
+    if ctx["registry"]:
+        settings["system_default_container_registry"] = ctx["registry"]
+    member["config"], argv = _config(inv, host, container, settings)
     argv += strings(inv, host, "llmserve_gpustack_server_extra_args")
     env = dict(ctx["env"], GPUSTACK_SERVER_ID=str(inv.get(host, "llmserve_gpustack_server_id") or host))
     secret_env = {}
@@ -216,6 +250,7 @@ def _server(inv, ports, host, ctx):
         if is_set(inv, ctx["lead"], variable):
             secret_env[name] = secret(variable, ctx["lead"])
     member.update(argv=argv, env=env, secret_env=secret_env,
+                  volumes=["%s:%s" % (data_dir, data_dir), "%s:%s:ro" % ((member["config"]["path"],) * 2)],
                   health=[url(address, member["port"], "/healthz"), url(address, member["port"], "/readyz")])
     return member
 
@@ -223,36 +258,51 @@ def _server(inv, ports, host, ctx):
 def _worker(inv, ports, host, ctx):
     address = inv.address(host)
     inst = "gpustack-worker"
+    container = "llmserve-gpustack-worker"
     data_dir = str(inv.get(host, "llmserve_gpustack_worker_data_dir"))
-    member = dict(host=host, address=address, container="llmserve-gpustack-worker", image=ctx["image"],
-                  network_mode="host", keep_image_entrypoint=True, privileged=True, data_dir=data_dir,
+    member = dict(host=host, address=address, container=container, image=ctx["image"], network_mode="host",
+                  keep_image_entrypoint=True, privileged=True, data_dir=data_dir, env_file=_env_file(inv, host, container),
                   runtime="nvidia" if inv.get(host, "llmserve_accelerator") == "nvidia" else None,
-                  volumes=["/var/run/docker.sock:/var/run/docker.sock", "%s:%s" % (data_dir, data_dir)])
+                  log_options=log_options(inv, host))
     member["worker_port"] = port(inv, ports, host, "llmserve_gpustack_worker_port", "gpustack-worker", inst)
     member["metrics_port"] = port(inv, ports, host, "llmserve_gpustack_worker_metrics_port", "gpustack-worker-metrics", inst)
-    ranges, argv_ranges = [], []
-    for variable, service, flag in (("llmserve_gpustack_service_ports", "gpustack-inference", "--service-port-range"),
-                                    ("llmserve_gpustack_ray_ports", "gpustack-ray", "--ray-port-range")):
+    name = str(inv.get(host, "llmserve_gpustack_worker_name") or host)
+    settings = dict(data_dir=data_dir, server_url=ctx["server_url"], advertise_address=address, worker_name=name,
+                    worker_port=member["worker_port"], worker_metrics_port=member["metrics_port"])
+    ranges = []
+    for variable, service, key in (("llmserve_gpustack_service_ports", "gpustack-inference", "service_port_range"),
+                                   ("llmserve_gpustack_ray_ports", "gpustack-ray", "ray_port_range")):
         span = port_range(inv, host, variable)
         claimed = claim_range(inv, ports, host, span, service, inst, variable)
         if claimed:
             ranges.append(claimed)
         if span:
-            argv_ranges += [flag, "%d-%d" % span]
-    name = str(inv.get(host, "llmserve_gpustack_worker_name") or host)
-    argv = ["--data-dir", data_dir, "--server-url", ctx["server_url"], "--advertise-address", address,
-            "--worker-name", name, "--worker-port", str(member["worker_port"]),
-            "--worker-metrics-port", str(member["metrics_port"])] + argv_ranges
+            settings[key] = "%d-%d" % span
+    member["config"], argv = _config(inv, host, container, settings)
     argv += strings(inv, host, "llmserve_gpustack_worker_extra_args")
     # GPUStack starts inference containers with the worker container's mounts (its cloud-init does the same)
-    env = dict(ctx["env"], GPUSTACK_RUNTIME_DEPLOY_MIRRORED_NAME=member["container"])
-    if is_set(inv, ctx["lead"], "llmserve_gpustack_token"):
-        token = secret("llmserve_gpustack_token", ctx["lead"])
-    else:
-        token = dict(host=ctx["lead"], file="%s/token" % str(inv.get(ctx["lead"], "llmserve_gpustack_data_dir")).rstrip("/"))
-    member.update(argv=argv, env=env, secret_env={"GPUSTACK_TOKEN": token}, port_ranges=ranges, worker_name=name,
+    env = dict(ctx["env"], GPUSTACK_RUNTIME_DEPLOY_MIRRORED_NAME=container)
+    # the worker registers again at every start, so it always needs the registration token
+    member.update(argv=argv, env=env, secret_env={"GPUSTACK_TOKEN": secret("llmserve_gpustack_token", ctx["lead"])},
+                  port_ranges=ranges, worker_name=name,
+                  volumes=["/var/run/docker.sock:/var/run/docker.sock", "%s:%s" % (data_dir, data_dir),
+                           "%s:%s:ro" % ((member["config"]["path"],) * 2)],
                   health=[url(address, member["worker_port"], "/healthz")])
     return member
+
+
+def _haproxy(servers, bind):
+    """HAProxy's configuration of the load balancer: every server checked on /readyz; long timeouts, as the workers
+    and the UI hold watch streams (GET ...?watch=true) open."""
+    lines = ["# Written by llmserve.cluster from the plan.", "global", "    log stdout format raw local0", "",
+             "defaults", "    mode http", "    log global", "    option httplog", "    timeout connect 5s",
+             "    timeout client 1h", "    timeout server 1h", "    timeout http-request 30s", "",
+             "frontend gpustack", "    bind %s" % bind, "    default_backend servers", "",
+             "backend servers", "    balance roundrobin", "    option httpchk GET /readyz",
+             "    http-check expect status 200"]
+    lines += ["    server %s %s check inter 2s fall 2 rise 2" % (m["host"], host_port(m["address"], m["port"]))
+              for m in servers]
+    return "\n".join(lines) + "\n"
 
 
 def plan(inv, ports):
@@ -272,23 +322,31 @@ def plan(inv, ports):
     if image and re.search(r":v?0\.", str(image)):
         inv.problem(lead, "llmserve_gpustack_image", "%r is GPUStack v0.x (pip/systemd, other flags and API); this plan "
                     "runs GPUStack v2 containers" % (image,))
+    for variable, why in (("llmserve_gpustack_token", "the registration token: GPUStack 2.3.0 makes the default cluster "
+                           "only from a server's token, and workers join with it; make one as gpustack_<16 hex>_<32 "
+                           "hex> (58 characters at most)"),
+                          ("llmserve_gpustack_bootstrap_password", "the admin's password, which the collection logs in "
+                           "with (without it GPUStack writes a random one that must be changed at the first login)")):
+        if not is_set(inv, lead, variable):
+            inv.problem(lead, variable, "is not set; give %s (ansible-vault encrypt_string)" % why)
     database, db_entry = _database(inv, ports, lead, servers)
     lb, public, lb_port = _front(inv, ports, lead, servers)
     if len(servers) > 1:
         _ha(inv, lead, servers, public)
-    lead_address = inv.address(lead)
     ctx = dict(image=image, lead=lead, database=database, public=public, env=mapping(inv, lead, "llmserve_gpustack_env"),
-               observability=boolean(inv, lead, "llmserve_gpustack_builtin_observability"))
+               observability=boolean(inv, lead, "llmserve_gpustack_builtin_observability"),
+               gateway_mode=str(inv.get(lead, "llmserve_gpustack_gateway_mode")),
+               registry=inv.get(lead, "llmserve_gpustack_container_registry"))
     server_members = [_server(inv, ports, h, ctx) for h in servers]
-    ctx["server_url"] = public or url(lead_address, server_members[0]["port"])
+    ctx["server_url"] = public or url(server_members[0]["address"], server_members[0]["port"])
     worker_members = [_worker(inv, ports, h, ctx) for h in workers]
     endpoints = [url(m["address"], m["port"]) for m in server_members]
     common = dict(cluster="gpustack", server_url=ctx["server_url"], high_availability=len(servers) > 1,
                   database=(database or {"kind": "embedded"})["kind"])
     instances = [dict(name="gpustack-server", kind="gpustack_server", hosts=servers, master=lead, endpoints=endpoints,
-                      members=server_members, ready=dict(url=ctx["server_url"] + "/readyz",
-                                                         workers_url=ctx["server_url"] + "/v2/workers",
-                                                         workers=[m["worker_name"] for m in worker_members]),
+                      members=server_members, admin_password_variable="llmserve_gpustack_bootstrap_password",
+                      ready=dict(url=ctx["server_url"] + "/readyz", workers_url=ctx["server_url"] + "/v2/workers",
+                                 workers=[m["worker_name"] for m in worker_members]),
                       **common)]
     if worker_members:
         instances.append(dict(name="gpustack-worker", kind="gpustack_worker", hosts=workers, master=workers[0],
@@ -297,9 +355,19 @@ def plan(inv, ports):
     if db_entry:
         instances.insert(0, db_entry)
     if lb:
+        address = inv.address(lb)
+        config = "%s/llmserve-gpustack-lb.cfg" % inv.get(lb, "llmserve_config_dir")
+        member = dict(host=lb, address=address, container="llmserve-gpustack-lb", image=inv.get(lb, "llmserve_gpustack_lb_image"),
+                      port=lb_port, network_mode="host", keep_image_entrypoint=True, env={},
+                      argv=["haproxy", "-f", "/usr/local/etc/haproxy/haproxy.cfg"],
+                      volumes=["%s:/usr/local/etc/haproxy/haproxy.cfg:ro" % config],
+                      config=dict(path=config, content=_haproxy(server_members, host_port(address, lb_port))),
+                      log_options=log_options(inv, lb), health=[public + "/readyz"])
+        instances.append(dict(name="gpustack-lb", kind="gpustack_lb", hosts=[lb], master=lb, endpoints=[public],
+                              members=[member], **common))
         door = dict(kind="gpustack-lb", host=lb, url=public, backends={"server": endpoints}, external_url=None,
-                    container="llmserve-gpustack-lb", image=inv.get(lb, "llmserve_gpustack_lb_image"), port=lb_port,
-                    network_mode="host", backend_health_path="/readyz", health=public + "/readyz")
+                    container=member["container"], image=member["image"], port=lb_port, network_mode="host",
+                    backend_health_path="/readyz", health=public + "/readyz")
     else:
         # one server is its own front door; with a load balancer outside the inventory, the plan's door is
         # still the first server and external_url is where users and workers go

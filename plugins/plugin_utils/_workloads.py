@@ -23,7 +23,8 @@ import re
 
 # community.docker.docker_container's arguments a workload's container may set (the runner passes each as it is)
 CONTAINER_KEYS = ("image", "entrypoint", "command", "env", "env_file", "volumes", "devices", "device_requests",
-                  "shm_size", "ipc_mode", "pid_mode", "user", "working_dir", "stop_timeout", "log_options")
+                  "shm_size", "ipc_mode", "pid_mode", "user", "working_dir", "stop_timeout", "log_options", "privileged",
+                  "runtime")
 
 
 def workload(name, system, instance, phase=0, container=None, service=None, files=(), secrets=(), ready=None,
@@ -179,12 +180,32 @@ def _xinference(inv, inst):
     return out
 
 
-def _cluster(inv, inst):
-    """GPUStack: planned, deployed by the issue after this one (site.yml stops before it)."""
+GPUSTACK_PHASES = {"gpustack_database": 0, "gpustack_server": 1, "gpustack_lb": 2, "gpustack_worker": 3}
+
+
+def _gpustack(inv, inst):
+    """GPUStack: its database (phase 0), the servers (1), the load balancer (2), the workers (3). Each reads a
+    configuration file of the plan and restarts when it changed; secrets go to the env file (0600). The gpustack
+    role checks that the servers list every worker as ready."""
     out = []
     for m in inst["members"]:
-        out.append((m["host"], workload(m["container"], inst["kind"].split("_")[0], inst["name"], container=_container(
-            m, env=m.get("env"), volumes=m.get("volumes")), secrets=_secrets(m))))
+        host = m["host"]
+        wait, delay = inv.integer(host, "llmserve_gpustack_start_timeout", 1), inv.integer(host, "llmserve_gpustack_poll_delay", 1)
+        files = [dict(path=m["config"]["path"], mode="0640", content=m["config"]["content"])] if m.get("config") else []
+        if m.get("env_file"):
+            files.append(dict(path=m["env_file"], mode="0600", env=m.get("env") or {}))
+        if m.get("ready_command"):   # PostgreSQL speaks no HTTP
+            ready = dict(command=m["ready_command"], wait=wait, delay=delay)
+        else:
+            ready = _ready(m["health"][-1], wait, delay)
+        data = [m["data_dir"]] if m.get("data_dir") and inv.get(host, "llmserve_gpustack_remove_data") else []
+        out.append((host, workload(
+            m["container"], "gpustack", inst["name"], GPUSTACK_PHASES[inst["kind"]],
+            container=_container(m, env_file=m.get("env_file"), volumes=m.get("volumes"),
+                                 privileged=m.get("privileged"), runtime=m.get("runtime"),
+                                 stop_timeout=inv.integer(host, "llmserve_gpustack_stop_timeout", 0)),
+            files=files, secrets=_secrets(m), ready=ready, restart_after=[f["path"] for f in files],
+            remove=[f["path"] for f in files] + data)))
     return out
 
 
@@ -204,7 +225,7 @@ def build(inv, instances, doors):
                        for m in i["members"]]
             found += _mindie(inv, inst, earlier)
         else:
-            found += _cluster(inv, inst)
+            found += _gpustack(inv, inst)
     for door in doors:
         found += _front_door(inv, door)
     hosts = {}

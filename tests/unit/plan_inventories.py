@@ -150,8 +150,8 @@ def check_contract(plan):
         assert inst["master"] in inst["hosts"]
         assert inst["endpoints"], inst["name"]
         for url in inst["endpoints"]:
-            assert url.startswith(("http://", "https://")), url
-            addr, port = url.split("://", 1)[1].rsplit(":", 1)
+            assert url.startswith(("http://", "https://", "postgresql://")), url
+            addr, port = url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)
             assert by_machine.get((addr, int(port)), (None, {}))[1].get("instance") == inst["name"], url
             endpoints.add(url)
         # members are containers, or systemd units (a Ray node with runtime service): several may share a host,
@@ -214,7 +214,7 @@ def check_workloads(plan):
             if w["container"]:
                 assert w["container"]["image"] in host["images"], (name, w["name"])
             assert all(r.startswith("/") or r in every for r in w["restart_after"]), (name, w["restart_after"])
-            assert w["system"] in {"vllm", "front_door", "ray", "mindie", "xinference"} or not w["ready"]
+            assert w["system"] in {"vllm", "front_door", "ray", "mindie", "xinference", "gpustack"} or not w["ready"]
     members = [m for i in plan["instances"] for m in i["members"]]
     members += [m for d in plan["front_doors"] for m in d.get("members", [])]
     for m in members:

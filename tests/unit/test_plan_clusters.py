@@ -476,9 +476,9 @@ def test_xinference_bad_inventory(case):
 
 # ================================================================ GPUStack
 
-GPS_COMMON = dict(llmserve_gpustack_image=GPUSTACK)
-GPS_HA = dict(GPS_COMMON, llmserve_gpustack_token=SECRET, llmserve_gpustack_jwt_secret_key=SECRET,
-              llmserve_gpustack_bootstrap_password=SECRET, llmserve_gpustack_distributed_coordinator=True,
+GPS_COMMON = dict(llmserve_gpustack_image=GPUSTACK, llmserve_gpustack_token=SECRET,
+                  llmserve_gpustack_bootstrap_password=SECRET)
+GPS_HA = dict(GPS_COMMON, llmserve_gpustack_jwt_secret_key=SECRET, llmserve_gpustack_distributed_coordinator=True,
               llmserve_gpustack_database_password=SECRET)
 
 
@@ -488,24 +488,37 @@ def gpustack(servers=("s0",), workers=("w0",), db_hosts=(), lb_hosts=(), common=
     return inventory(layout, dict(GPS_COMMON, **(common or {})), **per_host)
 
 
-def test_gpustack_single_server_keeps_its_embedded_database_and_hands_out_its_token_file():
+def settings(member):
+    """The configuration file of a GPUStack member, as gpustack start --config-file reads it (YAML)."""
+    assert member["argv"][:2] == ["--config-file", member["config"]["path"]]
+    assert "%s:%s:ro" % (member["config"]["path"], member["config"]["path"]) in member["volumes"]
+    return yaml.safe_load(member["config"]["content"])
+
+
+def test_gpustack_single_server_keeps_its_embedded_database_and_gives_workers_the_token():
     plan = plan_of(*gpustack(workers=("w0", "w1")))
     check_contract(plan)
     server, workers = the(plan, "gpustack-server"), the(plan, "gpustack-worker")
     sm = server["members"][0]
-    assert sm["keep_image_entrypoint"] and sm["argv"][:2] == ["--data-dir", "/var/lib/gpustack"]
-    for name, value in (("--port", "80"), ("--api-port", "30080"), ("--proxy-port", "30079"),
-                        ("--metrics-port", "10161"), ("--database-port", "5432"), ("--advertise-address", "10.7.0.1")):
-        assert flag(sm["argv"], name) == value, name
-    assert "--server-external-url" not in sm["argv"] and sm["secret_env"] == {}
+    assert sm["keep_image_entrypoint"] and sm["config"]["path"] == "/etc/llmserve/llmserve-gpustack-server.yaml"
+    assert settings(sm) == {"data_dir": "/var/lib/gpustack", "advertise_address": "10.7.0.1", "gateway_mode": "embedded",
+                            "disable_worker": True, "disable_update_check": True, "port": 80, "api_port": 30080,
+                            "proxy_port": 30079, "metrics_port": 10161, "database_port": 5432,
+                            "builtin_prometheus_port": 19090, "builtin_grafana_port": 13000}
+    assert sm["secret_env"] == {"GPUSTACK_TOKEN": {"variable": "llmserve_gpustack_token", "host": "s0"},
+                                "GPUSTACK_BOOTSTRAP_PASSWORD": {"variable": "llmserve_gpustack_bootstrap_password",
+                                                                "host": "s0"}}
     assert listeners(plan, "s0")[5432] == "gpustack-embedded-postgresql"
     assert listeners(plan, "s0")[30080] == "gpustack-api" and listeners(plan, "s0")[15000] == "gpustack-gateway"
     assert sm["health"] == ["http://10.7.0.1:80/healthz", "http://10.7.0.1:80/readyz"]
     wm = workers["members"][0]
-    assert flag(wm["argv"], "--server-url") == "http://10.7.0.1:80" and flag(wm["argv"], "--worker-name") == "w0"
-    assert flag(wm["argv"], "--service-port-range") == "40000-40063" and flag(wm["argv"], "--ray-port-range") == "41000-41999"
+    assert settings(wm) == {"data_dir": "/var/lib/gpustack-worker", "server_url": "http://10.7.0.1:80",
+                            "advertise_address": "10.7.0.2", "worker_name": "w0", "worker_port": 10150,
+                            "worker_metrics_port": 10151, "service_port_range": "40000-40063",
+                            "ray_port_range": "41000-41999"}
     assert wm["privileged"] and wm["runtime"] == "nvidia" and "/var/run/docker.sock:/var/run/docker.sock" in wm["volumes"]
-    assert wm["secret_env"] == {"GPUSTACK_TOKEN": {"host": "s0", "file": "/var/lib/gpustack/token"}}
+    # a worker registers again at every start, so it always has the token
+    assert wm["secret_env"] == {"GPUSTACK_TOKEN": {"variable": "llmserve_gpustack_token", "host": "s0"}}
     assert wm["port_ranges"] == [{"first": 40000, "last": 40063, "service": "gpustack-inference"},
                                  {"first": 41000, "last": 41999, "service": "gpustack-ray"}]
     assert listeners(plan, "w0") == {10150: "gpustack-worker", 10151: "gpustack-worker-metrics"}
@@ -515,10 +528,24 @@ def test_gpustack_single_server_keeps_its_embedded_database_and_hands_out_its_to
     assert plan["front_door"] == {"kind": "gpustack", "host": "s0", "url": "http://10.7.0.1:80",
                                   "backends": {"server": ["http://10.7.0.1:80"]}, "external_url": None,
                                   "health": "http://10.7.0.1:80/readyz"}
+    assert SECRET not in json.dumps(plan)
+
+
+def test_gpustack_without_its_gateway_serves_on_the_api_port():
+    plan = plan_of(*gpustack(common=dict(llmserve_gpustack_gateway_mode="disabled",
+                                         llmserve_gpustack_container_registry="registry.example.com:5000")))
+    sm = the(plan, "gpustack-server")["members"][0]
+    found = settings(sm)
+    assert found["gateway_mode"] == "disabled" and "port" not in found and found["api_port"] == 30080
+    assert found["system_default_container_registry"] == "registry.example.com:5000"
+    assert 80 not in listeners(plan, "s0") and 15000 not in listeners(plan, "s0")
+    assert sm["health"][-1] == "http://10.7.0.1:30080/readyz"
+    assert settings(the(plan, "gpustack-worker")["members"][0])["server_url"] == "http://10.7.0.1:30080"
 
 
 def test_gpustack_ha_with_database_host_and_load_balancer():
     plan = plan_of(*gpustack(("s0", "s1"), ("w0",), db_hosts=("db",), lb_hosts=("lb",), common=GPS_HA))
+    check_contract(plan)
     db = the(plan, "gpustack-database")["members"][0]
     assert db["argv"] == ["postgres", "-p", "5432", "-c", "listen_addresses=10.7.0.4"]
     assert db["env"] == {"POSTGRES_DB": "gpustack", "POSTGRES_USER": "gpustack"}
@@ -527,7 +554,8 @@ def test_gpustack_ha_with_database_host_and_load_balancer():
     server = the(plan, "gpustack-server")
     assert server["high_availability"] and server["server_url"] == "http://10.7.0.5:80"
     for m, host in zip(server["members"], ("s0", "s1")):
-        assert flag(m["argv"], "--server-external-url") == "http://10.7.0.5:80" and "--database-port" not in m["argv"]
+        found = settings(m)
+        assert found["server_external_url"] == "http://10.7.0.5:80" and "database_port" not in found
         assert 5432 not in listeners(plan, host)
         assert m["env"]["GPUSTACK_SERVER_ID"] == host
         assert m["secret_env"] == {
@@ -537,35 +565,52 @@ def test_gpustack_ha_with_database_host_and_load_balancer():
             "GPUSTACK_JWT_SECRET_KEY": {"variable": "llmserve_gpustack_jwt_secret_key", "host": "s0"},
             "GPUSTACK_BOOTSTRAP_PASSWORD": {"variable": "llmserve_gpustack_bootstrap_password", "host": "s0"}}
     wm = the(plan, "gpustack-worker")["members"][0]
-    assert flag(wm["argv"], "--server-url") == "http://10.7.0.5:80"
+    assert settings(wm)["server_url"] == "http://10.7.0.5:80"
     assert wm["secret_env"] == {"GPUSTACK_TOKEN": {"variable": "llmserve_gpustack_token", "host": "s0"}}
     door = plan["front_door"]
     assert (door["kind"], door["host"], door["url"], door["backend_health_path"]) == (
         "gpustack-lb", "lb", "http://10.7.0.5:80", "/readyz")
     assert door["backends"] == {"server": ["http://10.7.0.1:80", "http://10.7.0.2:80"]}
     assert listeners(plan, "lb") == {80: "gpustack-lb"}
+    lb = the(plan, "gpustack-lb")["members"][0]
+    assert lb["argv"] == ["haproxy", "-f", "/usr/local/etc/haproxy/haproxy.cfg"]
+    assert lb["volumes"] == ["/etc/llmserve/llmserve-gpustack-lb.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro"]
+    config = lb["config"]["content"]
+    assert "    bind 10.7.0.5:80\n" in config and "    option httpchk GET /readyz\n" in config
+    assert [line.split()[:3] for line in config.splitlines() if line.strip().startswith("server ")] == [
+        ["server", "s0", "10.7.0.1:80"], ["server", "s1", "10.7.0.2:80"]]
     assert SECRET not in json.dumps(plan)
 
 
-def test_gpustack_ha_behind_an_existing_load_balancer_and_database():
-    common = dict(GPS_HA, llmserve_gpustack_database_url="mysql://u:%s@db.example:3306/gpustack" % SECRET,
-                  llmserve_gpustack_server_url="https://gpustack.example.com/", llmserve_gpustack_builtin_observability=False)
-    plan = plan_of(*gpustack(("s0", "s1", "s2"), ("w0", "s2"), common=common))
-    check_contract(plan)
-    server = the(plan, "gpustack-server")
-    assert server["database"] == "external" and server["server_url"] == "https://gpustack.example.com"
-    for m in server["members"]:
-        assert m["secret_env"]["GPUSTACK_DATABASE_URL"] == {"variable": "llmserve_gpustack_database_url", "host": "s0"}
-        assert "--disable-builtin-observability" in m["argv"] and "--builtin-prometheus-port" not in m["argv"]
-    assert 19090 not in listeners(plan, "s0")
-    # s2 is a server and a worker: two containers with their own data directories and ports
-    assert {10150, 80} <= set(listeners(plan, "s2"))
-    assert [m["host"] for m in the(plan, "gpustack-worker")["members"]] == ["w0", "s2"]
-    assert plan["front_door"]["external_url"] == "https://gpustack.example.com" and plan["front_door"]["host"] == "s0"
-    assert SECRET not in json.dumps(plan)
+def test_gpustack_workloads_start_database_servers_balancer_workers_in_turn():
+    plan = plan_of(*gpustack(("s0",), ("w0",), db_hosts=("db",), lb_hosts=("lb",),
+                             common=dict(GPS_HA, llmserve_gpustack_remove_data=True)))
+    found = {w["name"]: w for host in plan["hosts"].values() for w in host["workloads"]}
+    assert [found[n]["phase"] for n in ("llmserve-gpustack-database", "llmserve-gpustack-server",
+                                        "llmserve-gpustack-lb", "llmserve-gpustack-worker")] == [0, 1, 2, 3]
+    db = found["llmserve-gpustack-database"]
+    assert db["ready"]["command"][0] == "pg_isready" and "url" not in db["ready"]
+    assert "/var/lib/llmserve-gpustack-postgres" in db["remove"]
+    server = found["llmserve-gpustack-server"]
+    assert server["ready"]["url"] == "http://10.7.0.1:80" and server["ready"]["path"] == "/readyz"
+    assert server["restart_after"] == ["/etc/llmserve/llmserve-gpustack-server.env",
+                                       "/etc/llmserve/llmserve-gpustack-server.yaml"]
+    assert [f["mode"] for f in server["files"]] == ["0640", "0600"]
+    assert found["llmserve-gpustack-lb"]["ready"]["url"] == "http://10.7.0.4:80"
+    worker = found["llmserve-gpustack-worker"]
+    assert worker["container"]["privileged"] is True and worker["ready"]["path"] == "/healthz"
 
 
 GPS_BAD = {
+    "no registration token": (
+        lambda: gpustack(common=dict(llmserve_gpustack_token=None)),
+        "s0: llmserve_gpustack_token: is not set; give the registration token"),
+    "no admin password": (
+        lambda: gpustack(common=dict(llmserve_gpustack_bootstrap_password="")),
+        "s0: llmserve_gpustack_bootstrap_password: is not set; give the admin's password"),
+    "gateway mode of the help text": (
+        lambda: gpustack(common=dict(llmserve_gpustack_gateway_mode="in-cluster")),
+        "s0: llmserve_gpustack_gateway_mode:"),
     "HA without a database": (
         lambda: gpustack(("s0", "s1"), lb_hosts=("lb",), common=dict(GPS_HA)),
         "s0: llmserve_gpustack_database_url: 2 gpustack_server hosts (HA) need one shared database"),
