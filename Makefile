@@ -19,10 +19,13 @@ NGINX_IMAGE := llmserve/nginx:1.22
 MINDIE_IMAGE := llmserve/mindie-sim:0.1.0
 XINFERENCE_IMAGE := llmserve/xinference-cpu:4.1.0
 XINFERENCE_SKEW_IMAGE := llmserve/xinference-skew:4.0.0
+GPUSTACK_IMAGE := llmserve/gpustack:2.3.0
+POSTGRES_IMAGE := llmserve/postgres:15
+HAPROXY_IMAGE := llmserve/haproxy:2.6
 BASE_IMAGE := llmserve-testbed/base:bookworm
 
 .PHONY: help demo test machine venv collection testbed testbed-down images image-vllm image-sim \
-        image-router image-nginx image-mindie image-xinference push lint sanity unit integration molecule clean
+        image-router image-nginx image-mindie image-xinference image-gpustack push lint sanity unit integration molecule clean
 
 help:
 	@echo "make demo   deploy a real 2P1D vLLM cluster with this collection onto the local test bed and ask it"
@@ -89,6 +92,16 @@ image-xinference: venv
 	@echo "[images] $(XINFERENCE_IMAGE) (about 10 minutes cold, seconds when cached)"
 	@docker build --network host -q -t $(XINFERENCE_IMAGE) images/xinference-cpu >/dev/null
 	@docker build -q -t $(XINFERENCE_SKEW_IMAGE) tests/images/xinference-skew >/dev/null
+
+# GPUStack from PyPI, and PostgreSQL and HAProxy from Debian for its database and load balancer (the molecule
+# scenario gpustack, next): built on their own for now
+image-gpustack: venv
+	@$(TESTBED) base-image
+	@cp /etc/ssl/certs/ca-certificates.crt images/gpustack/ca-certificates.crt
+	@echo "[images] $(GPUSTACK_IMAGE) $(POSTGRES_IMAGE) $(HAPROXY_IMAGE) (about 5 minutes cold)"
+	@docker build --network host -q -t $(GPUSTACK_IMAGE) images/gpustack >/dev/null
+	@docker build --network host -q -t $(POSTGRES_IMAGE) images/postgres >/dev/null
+	@docker build --network host -q -t $(HAPROXY_IMAGE) images/haproxy >/dev/null
 
 # ---------------------------------------------------------------- the main job
 demo: testbed collection image-vllm image-router

@@ -74,6 +74,15 @@ options:
         stops waiting as soon as the container exits or restarts (an engine that crashes while it loads),
         failing with its last log lines instead of waiting out O(wait).
     type: str
+  fail_log:
+    description:
+      - A regular expression. While waiting, a line of O(container)'s log written since the wait began that matches
+        it ends the wait at once, failing with that line (a process that gave up but still runs, as a GPUStack
+        worker whose registration was refused).
+    type: str
+  fail_hint:
+    description: What to check when O(fail_log) matched; added to the failure message.
+    type: str
 """
 
 EXAMPLES = r"""
@@ -138,6 +147,7 @@ latency_seconds:
 """
 
 import json
+import re
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -182,10 +192,18 @@ def crashed(module, name, first):
         name, "exited" if status in ("exited", "dead") else "restarted", status, restarts, "\n".join(shown))
 
 
+def gave_up(module, name, since, pattern):
+    """The first line of the container's log since that time (seconds) matching pattern, or None."""
+    dummy, out, err = module.run_command(["docker", "logs", "--since", str(since), name])
+    found = re.compile(pattern)
+    return next((line.strip() for line in (out + err).splitlines() if found.search(line)), None)
+
+
 def wait_healthy(module, url, headers):
     """Ask url every delay seconds until it answers 200 or wait seconds pass; stop early if the container dies."""
     p = module.params
     deadline = time.monotonic() + p["wait"]
+    since = int(time.time()) - 1
     first = container_state(module, p["container"])[1] if p["container"] else None
     while True:
         status, dummy, err = request(module, url, headers)
@@ -195,6 +213,11 @@ def wait_healthy(module, url, headers):
             why = crashed(module, p["container"], first)
             if why:
                 module.fail_json(msg=why, healthy=False, health_status=status)
+            line = gave_up(module, p["container"], since, p["fail_log"]) if p["fail_log"] else None
+            if line:
+                module.fail_json(msg="%s gave up while starting; its log says: %s%s" % (
+                    p["container"], line, "; " + p["fail_hint"] if p["fail_hint"] else ""), healthy=False,
+                    health_status=status)
         time.sleep(p["delay"])
 
 
@@ -211,6 +234,8 @@ def main():
             wait=dict(type="int", default=0),
             delay=dict(type="int", default=2),
             container=dict(type="str"),
+            fail_log=dict(type="str"),
+            fail_hint=dict(type="str"),
             ca_path=dict(type="path"),
             client_cert=dict(type="path"),
             client_key=dict(type="path", no_log=False),

@@ -261,7 +261,8 @@ def _worker(inv, ports, host, ctx):
     container = "llmserve-gpustack-worker"
     data_dir = str(inv.get(host, "llmserve_gpustack_worker_data_dir"))
     member = dict(host=host, address=address, container=container, image=ctx["image"], network_mode="host",
-                  keep_image_entrypoint=True, privileged=True, data_dir=data_dir, env_file=_env_file(inv, host, container),
+                  keep_image_entrypoint=True, privileged=boolean(inv, host, "llmserve_gpustack_worker_privileged"),
+                  data_dir=data_dir, env_file=_env_file(inv, host, container),
                   runtime="nvidia" if inv.get(host, "llmserve_accelerator") == "nvidia" else None,
                   log_options=log_options(inv, host))
     member["worker_port"] = port(inv, ports, host, "llmserve_gpustack_worker_port", "gpustack-worker", inst)

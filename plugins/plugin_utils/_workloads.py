@@ -198,6 +198,11 @@ def _gpustack(inv, inst):
             ready = dict(command=m["ready_command"], wait=wait, delay=delay)
         else:
             ready = _ready(m["health"][-1], wait, delay)
+        if inst["kind"] == "gpustack_worker":
+            # a refused worker logs why, stops serving and keeps running (gpustack 2.3.0 worker/worker.py start)
+            ready.update(fail_log=r"Error serving worker APIs: .*", fail_hint=(
+                "Invalid authentication credentials means llmserve_gpustack_token is not the registration token of "
+                "the cluster (GPUStack keeps the token of the servers' first start in its database)"))
         data = [m["data_dir"]] if m.get("data_dir") and inv.get(host, "llmserve_gpustack_remove_data") else []
         out.append((host, workload(
             m["container"], "gpustack", inst["name"], GPUSTACK_PHASES[inst["kind"]],

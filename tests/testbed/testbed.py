@@ -165,10 +165,9 @@ def ensure_secrets():
     for name in ("registry_password", "vault_password"):
         if not (sec / name).exists():
             write(sec / name, secrets.token_urlsafe(24) + "\n")
-    if not (sec / "ray_auth_token").exists():   # what `ray get-auth-token --generate` makes: 32 random bytes, hex
-        write(sec / "ray_auth_token", secrets.token_hex(32) + "\n")
-    if not (sec / "xinference_admin_password").exists():
-        write(sec / "xinference_admin_password", secrets.token_urlsafe(18) + "\n")
+    for name, make in BED_SECRETS.items():
+        if not (sec / name).exists():
+            write(sec / name, make() + "\n")
     password = (sec / "registry_password").read_text().strip()
     htpasswd = sec / "htpasswd"
     if not htpasswd.exists():
@@ -289,6 +288,19 @@ def node_names(count):
 
 # ---------------------------------------------------------------- inventory
 
+# the secrets of the bed's inventory besides the registry's: the file under .testbed/secrets (and the variable
+# llmserve_<name>, from vault_<system>.yml) -> how to make one
+BED_SECRETS = {
+    "ray_auth_token": lambda: secrets.token_hex(32),   # what `ray get-auth-token --generate` makes
+    "xinference_admin_password": lambda: secrets.token_urlsafe(18),
+    "gpustack_token": lambda: "gpustack_%s_%s" % (secrets.token_hex(8), secrets.token_hex(16)),   # GPUStack's shape
+    "gpustack_bootstrap_password": lambda: secrets.token_urlsafe(18),
+    "gpustack_jwt_secret_key": lambda: secrets.token_hex(32),
+    # with characters a URL must quote: the servers' database URL is made around it
+    "gpustack_database_password": lambda: secrets.token_urlsafe(15) + "/@",
+}
+
+
 def write_inventory(names, shared, password):
     inv = STATE / "inventory"
     hosts = {n: {"ansible_host": node_address(i)} for i, n in enumerate(names, 1)}
@@ -306,16 +318,14 @@ def write_inventory(names, shared, password):
         "ansible_python_interpreter: /usr/bin/python3",
         f"llmserve_registry_url: {registry_addr()}",
         f"llmserve_registry_username: {REGISTRY_USER}",
-        "llmserve_registry_password: \"{{ vault_llmserve_registry_password }}\"",
-        "llmserve_ray_auth_token: \"{{ vault_llmserve_ray_auth_token }}\"",
-        "llmserve_xinference_admin_password: \"{{ vault_llmserve_xinference_admin_password }}\"",
-        f"llmserve_testbed_shared_dir: {SHARED_MOUNT}",
-        ""]), 0o644)
-    ray_token = (STATE / "secrets" / "ray_auth_token").read_text().strip()
-    xinference = (STATE / "secrets" / "xinference_admin_password").read_text().strip()
-    for name, plain in (("vault.yml", f"vault_llmserve_registry_password: {password}\n"),
-                        ("vault_ray.yml", f"vault_llmserve_ray_auth_token: {ray_token}\n"),
-                        ("vault_xinference.yml", f"vault_llmserve_xinference_admin_password: {xinference}\n")):
+        "llmserve_registry_password: \"{{ vault_llmserve_registry_password }}\""]
+        + ["llmserve_%s: \"{{ vault_llmserve_%s }}\"" % (name, name) for name in BED_SECRETS]
+        + [f"llmserve_testbed_shared_dir: {SHARED_MOUNT}", ""]), 0o644)
+    vaults = {"vault.yml": {"registry_password": password}}
+    for name in BED_SECRETS:
+        vaults.setdefault("vault_%s.yml" % name.split("_")[0], {})[name] = (STATE / "secrets" / name).read_text().strip()
+    for name, values in vaults.items():
+        plain = "".join("vault_llmserve_%s: %s\n" % (key, json.dumps(value)) for key, value in values.items())
         vault = inv / "group_vars" / "all" / name
         if not vault.exists() or "$ANSIBLE_VAULT" not in vault.read_text():
             write(vault, plain, 0o600)

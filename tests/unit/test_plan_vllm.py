@@ -417,6 +417,8 @@ def test_plan_playbook_writes_the_contract_for_every_example(example, tmp_path):
     # the bed's examples take their secrets from the bed's vault (tests/testbed/testbed.py), absent here
     bed = ["-e", "llmserve_ray_auth_token=stands-for-the-beds-vault",
            "-e", "llmserve_xinference_admin_password=stands-for-the-beds-vault"] \
+        + [arg for name in ("token", "bootstrap_password", "jwt_secret_key", "database_password")
+           for arg in ("-e", "llmserve_gpustack_%s=stands-for-the-beds-vault" % name)] \
         if (REPO / example).resolve().is_relative_to(BED_INVENTORIES) else []
     res = subprocess.run(
         [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", example,
