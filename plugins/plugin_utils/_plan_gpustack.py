@@ -283,8 +283,12 @@ def _worker(inv, ports, host, ctx):
     argv += strings(inv, host, "llmserve_gpustack_worker_extra_args")
     # GPUStack starts inference containers with the worker container's mounts (its cloud-init does the same)
     env = dict(ctx["env"], GPUSTACK_RUNTIME_DEPLOY_MIRRORED_NAME=container)
-    # the worker registers again at every start, so it always needs the registration token
-    member.update(argv=argv, env=env, secret_env={"GPUSTACK_TOKEN": secret("llmserve_gpustack_token", ctx["lead"])},
+    if not is_set(inv, host, "llmserve_gpustack_token") and is_set(inv, ctx["lead"], "llmserve_gpustack_token"):
+        inv.problem(host, "llmserve_gpustack_token", "is not set for this worker, which registers with it; give it "
+                    "where the servers get theirs (group_vars/all)")
+    # the worker registers again at every start, so it always needs the registration token (its own host's value,
+    # the same as the servers' unless a host_vars file says otherwise)
+    member.update(argv=argv, env=env, secret_env={"GPUSTACK_TOKEN": secret("llmserve_gpustack_token", host)},
                   port_ranges=ranges, worker_name=name,
                   volumes=["/var/run/docker.sock:/var/run/docker.sock", "%s:%s" % (data_dir, data_dir),
                            "%s:%s:ro" % ((member["config"]["path"],) * 2)],

@@ -90,3 +90,35 @@ def test_wait_stops_at_once_when_the_container_restarts_and_shows_its_log(tmp_pa
     assert rc != 0 and result["healthy"] is False
     assert result["msg"].startswith("llmserve-ray-vllm restarted while starting (restarting, restarted 1 times)")
     assert "current platform cpu does not support ray" in result["msg"]
+
+
+def test_wait_stops_at_once_when_the_log_says_the_process_gave_up(tmp_path):
+    """A stand-in docker CLI: the container keeps running, its log says it gave up (a refused GPUStack worker)."""
+    docker = tmp_path / "docker"
+    docker.write_text("#!/bin/sh\n"
+                      "if [ \"$1\" = logs ]; then echo \"$@\" > %s/logs-args;"
+                      " echo 'ERROR - Failed to register worker: Invalid authentication credentials';"
+                      " echo 'ERROR - Error serving worker APIs: Invalid authentication credentials' >&2; exit 0; fi\n"
+                      "echo 'running 0'\n" % tmp_path)
+    docker.chmod(0o755)
+    with sim("/models/tiny", env={"LLMSERVE_SIM_STARTUP_DELAY": "600"}, wait_ready=False) as engine:
+        engine.wait_health(503)
+        rc, result, dummy = probe(f"url={engine.url}", "wait=300", "delay=1", "container=llmserve-gpustack-worker",
+                                  "fail_log=Error serving worker APIs: .*", "fail_hint=check llmserve_gpustack_token",
+                                  path=str(tmp_path))
+    assert rc != 0 and result["healthy"] is False
+    assert result["msg"] == ("llmserve-gpustack-worker gave up while starting; its log says: ERROR - Error serving "
+                             "worker APIs: Invalid authentication credentials; check llmserve_gpustack_token")
+    # only what the container logged since the wait began counts
+    assert (tmp_path / "logs-args").read_text().split()[:2] == ["logs", "--since"]
+
+
+def test_a_log_line_that_does_not_match_changes_nothing(tmp_path):
+    docker = tmp_path / "docker"
+    docker.write_text("#!/bin/sh\nif [ \"$1\" = logs ]; then echo 'Failed to register worker: retrying'; exit 0; fi\n"
+                      "echo 'running 0'\n")
+    docker.chmod(0o755)
+    with sim("/models/tiny", env={"LLMSERVE_SIM_STARTUP_DELAY": "3"}, wait_ready=False) as engine:
+        rc, result, dummy = probe(f"url={engine.url}", "wait=60", "delay=1", "container=llmserve-gpustack-worker",
+                                  "fail_log=Error serving worker APIs: .*", path=str(tmp_path))
+    assert rc == 0 and result["healthy"] is True

@@ -517,8 +517,8 @@ def test_gpustack_single_server_keeps_its_embedded_database_and_gives_workers_th
                             "worker_metrics_port": 10151, "service_port_range": "40000-40063",
                             "ray_port_range": "41000-41999"}
     assert wm["privileged"] and wm["runtime"] == "nvidia" and "/var/run/docker.sock:/var/run/docker.sock" in wm["volumes"]
-    # a worker registers again at every start, so it always has the token
-    assert wm["secret_env"] == {"GPUSTACK_TOKEN": {"variable": "llmserve_gpustack_token", "host": "s0"}}
+    # a worker registers again at every start, so it always has the token, as its host sees it
+    assert wm["secret_env"] == {"GPUSTACK_TOKEN": {"variable": "llmserve_gpustack_token", "host": "w0"}}
     assert wm["port_ranges"] == [{"first": 40000, "last": 40063, "service": "gpustack-inference"},
                                  {"first": 41000, "last": 41999, "service": "gpustack-ray"}]
     assert listeners(plan, "w0") == {10150: "gpustack-worker", 10151: "gpustack-worker-metrics"}
@@ -566,7 +566,7 @@ def test_gpustack_ha_with_database_host_and_load_balancer():
             "GPUSTACK_BOOTSTRAP_PASSWORD": {"variable": "llmserve_gpustack_bootstrap_password", "host": "s0"}}
     wm = the(plan, "gpustack-worker")["members"][0]
     assert settings(wm)["server_url"] == "http://10.7.0.5:80"
-    assert wm["secret_env"] == {"GPUSTACK_TOKEN": {"variable": "llmserve_gpustack_token", "host": "s0"}}
+    assert wm["secret_env"] == {"GPUSTACK_TOKEN": {"variable": "llmserve_gpustack_token", "host": "w0"}}
     door = plan["front_door"]
     assert (door["kind"], door["host"], door["url"], door["backend_health_path"]) == (
         "gpustack-lb", "lb", "http://10.7.0.5:80", "/readyz")
@@ -605,6 +605,9 @@ GPS_BAD = {
     "no registration token": (
         lambda: gpustack(common=dict(llmserve_gpustack_token=None)),
         "s0: llmserve_gpustack_token: is not set; give the registration token"),
+    "no registration token for a worker": (
+        lambda: gpustack(common=dict(llmserve_gpustack_token=None), s0=dict(llmserve_gpustack_token=SECRET)),
+        "w0: llmserve_gpustack_token: is not set for this worker"),
     "no admin password": (
         lambda: gpustack(common=dict(llmserve_gpustack_bootstrap_password="")),
         "s0: llmserve_gpustack_bootstrap_password: is not set; give the admin's password"),
