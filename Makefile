@@ -121,7 +121,7 @@ sanity: venv
 
 unit: venv collection
 	@echo "[test] unit tests"
-	@$(BIN)/python -m pytest -q tests/unit
+	@$(BIN)/python -m pytest -q -n 2 tests/unit
 
 integration: testbed collection images
 	@echo "[test] integration tests on the test bed"
