@@ -130,8 +130,8 @@ def _database(inv, ports, lead, servers):
     data_dir = str(inv.get(db_host, "llmserve_gpustack_database_data_dir"))
     member = dict(host=db_host, address=address, container="llmserve-gpustack-database",
                   image=inv.get(db_host, "llmserve_gpustack_database_image"), network_mode="host",
-                  keep_image_entrypoint=True, port=number, data_dir=data_dir, env_file=_env_file(inv, db_host,
-                                                                                                "llmserve-gpustack-database"),
+                  keep_image_entrypoint=True, port=number, data_dir=data_dir,
+                  env_file=_env_file(inv, db_host, "llmserve-gpustack-database"),
                   log_options=log_options(inv, db_host),
                   volumes=["%s:/var/lib/postgresql/data" % data_dir],
                   argv=["postgres", "-p", str(number), "-c", "listen_addresses=%s" % address],
