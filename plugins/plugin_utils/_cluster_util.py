@@ -183,6 +183,11 @@ def device_requests(inv, host, numbers):
     return [{"driver": "nvidia", "device_ids": [str(n) for n in numbers], "capabilities": [["gpu"]]}]
 
 
+def config_file(inv, host, name):
+    """The path of a file the collection writes for a workload, in the host's llmserve_config_dir."""
+    return "%s/%s" % (inv.get(host, "llmserve_config_dir"), name)
+
+
 def log_options(inv, host):
     """Docker's json-file rotation for every container of the plan (no daemon restart needed)."""
     return {"max-size": str(inv.get(host, "llmserve_docker_log_max_size")),

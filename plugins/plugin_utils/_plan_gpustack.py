@@ -69,7 +69,7 @@ from __future__ import annotations
 import json
 import re
 
-from ._cluster_util import (boolean, claim_range, host_port, is_set, log_options, mapping, one_value, port, port_range, secret,
+from ._cluster_util import (boolean, claim_range, config_file, host_port, is_set, log_options, mapping, one_value, port, port_range, secret,
                             single, strings, url)
 from ._planner import SECRET_PLACEHOLDER
 
@@ -131,7 +131,7 @@ def _database(inv, ports, lead, servers):
     member = dict(host=db_host, address=address, container="llmserve-gpustack-database",
                   image=inv.get(db_host, "llmserve_gpustack_database_image"), network_mode="host",
                   keep_image_entrypoint=True, port=number, data_dir=data_dir,
-                  env_file=_env_file(inv, db_host, "llmserve-gpustack-database"),
+                  env_file=config_file(inv, db_host, "llmserve-gpustack-database.env"),
                   log_options=log_options(inv, db_host),
                   volumes=["%s:/var/lib/postgresql/data" % data_dir],
                   argv=["postgres", "-p", str(number), "-c", "listen_addresses=%s" % address],
@@ -145,14 +145,10 @@ def _database(inv, ports, lead, servers):
     return dict(kind="gpustack_database", secret=secret("llmserve_gpustack_database_password", db_host, fmt)), entry
 
 
-def _env_file(inv, host, container):
-    return "%s/%s.env" % (inv.get(host, "llmserve_config_dir"), container)
-
-
 def _config(inv, host, container, settings):
     """The configuration file of a server or worker (its keys are Config's fields, gpustack 2.3.0 config.py), and the
     argv that reads it."""
-    path = "%s/%s.yaml" % (inv.get(host, "llmserve_config_dir"), container)
+    path = config_file(inv, host, container + ".yaml")
     content = "".join("%s: %s\n" % (key, json.dumps(value)) for key, value in settings.items())
     return dict(path=path, content="# Written by llmserve.cluster from the plan; edit the inventory, not this file.\n"
                 + content), ["--config-file", path]
@@ -208,7 +204,7 @@ def _server(inv, ports, host, ctx):
     container = "llmserve-gpustack-server"
     data_dir = str(inv.get(host, "llmserve_gpustack_data_dir"))
     member = dict(host=host, address=address, container=container, image=ctx["image"], network_mode="host",
-                  keep_image_entrypoint=True, data_dir=data_dir, env_file=_env_file(inv, host, container),
+                  keep_image_entrypoint=True, data_dir=data_dir, env_file=config_file(inv, host, container + ".env"),
                   log_options=log_options(inv, host))
     embedded = ctx["gateway_mode"] == "embedded"
     settings = dict(data_dir=data_dir, advertise_address=address, gateway_mode=ctx["gateway_mode"],
@@ -262,7 +258,7 @@ def _worker(inv, ports, host, ctx):
     data_dir = str(inv.get(host, "llmserve_gpustack_worker_data_dir"))
     member = dict(host=host, address=address, container=container, image=ctx["image"], network_mode="host",
                   keep_image_entrypoint=True, privileged=boolean(inv, host, "llmserve_gpustack_worker_privileged"),
-                  data_dir=data_dir, env_file=_env_file(inv, host, container),
+                  data_dir=data_dir, env_file=config_file(inv, host, container + ".env"),
                   runtime="nvidia" if inv.get(host, "llmserve_accelerator") == "nvidia" else None,
                   log_options=log_options(inv, host))
     member["worker_port"] = port(inv, ports, host, "llmserve_gpustack_worker_port", "gpustack-worker", inst)
@@ -361,7 +357,7 @@ def plan(inv, ports):
         instances.insert(0, db_entry)
     if lb:
         address = inv.address(lb)
-        config = "%s/llmserve-gpustack-lb.cfg" % inv.get(lb, "llmserve_config_dir")
+        config = config_file(inv, lb, "llmserve-gpustack-lb.cfg")
         member = dict(host=lb, address=address, container="llmserve-gpustack-lb", image=inv.get(lb, "llmserve_gpustack_lb_image"),
                       port=lb_port, network_mode="host", keep_image_entrypoint=True, env={},
                       argv=["haproxy", "-f", "/usr/local/etc/haproxy/haproxy.cfg"],

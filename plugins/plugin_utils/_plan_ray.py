@@ -58,9 +58,8 @@ from __future__ import annotations
 
 import json
 
-from ._cluster_util import (ascend_devices, boolean, claim_range, device_env, device_requests, host_port, is_set, log_options,
-                            mapping, not_in_both,
-                            one_value, port, port_range, secret, strings, url)
+from ._cluster_util import (ascend_devices, boolean, claim_range, config_file, device_env, device_requests, host_port, is_set,
+                            log_options, mapping, not_in_both, one_value, port, port_range, secret, strings, url)
 
 GROUPS = ("ray_head", "ray_worker")
 AUTH_MODES = ("disabled", "token")
@@ -263,7 +262,7 @@ def _vllm_member(inv, head, member, vllm_env):
     return dict(host=head, address=member["address"], container="llmserve-ray-vllm", image=member["image"],
                 argv=member["serve_argv"], env=env, secret_env={}, files=[], volumes=volumes, devices=[],
                 device_nodes=member["device_nodes"], device_requests=[],
-                env_file="%s/llmserve-ray-vllm.env" % inv.get(head, "llmserve_config_dir"),
+                env_file=config_file(inv, head, "llmserve-ray-vllm.env"),
                 ipc_mode="container:" + member["container"], pid_mode="container:" + member["container"],
                 port=member["port"], headless=False, health_url=url(member["address"], member["port"], "/health"),
                 log_options=member["log_options"])

@@ -45,7 +45,7 @@ import hashlib
 import ipaddress
 import json
 
-from ._cluster_util import (ascend_devices, boolean, device_env, device_requests, host_port, is_set, log_options, mapping, one_value,
+from ._cluster_util import (ascend_devices, boolean, config_file, device_env, device_requests, host_port, is_set, log_options, mapping, one_value,
                             port, secret, single, strings, url)
 
 GROUPS = ("xinference_supervisor", "xinference_worker")
@@ -148,7 +148,7 @@ def _base(inv, host, role, image, env):
     env = dict({"XINFERENCE_HOME": home}, **env)
     return dict(host=host, address=address, container=container, image=image, network_mode="host",
                 keep_image_entrypoint=False, data_dir=home, env=env,
-                env_file="%s/%s.env" % (inv.get(host, "llmserve_config_dir"), container),
+                env_file=config_file(inv, host, container + ".env"),
                 volumes=["%s:%s" % (home, home)], device_nodes=[], device_requests=[], log_options=log_options(inv, host))
 
 
@@ -184,7 +184,7 @@ def plan(inv, ports):
     member["health"] = [api + "/status"]
     sup_entry = dict(name="xinference-supervisor", kind="xinference_supervisor", hosts=[sup], master=sup,
                      endpoints=[api], members=[member], cluster="xinference", auth=auth, models=_models(inv, sup, workers),
-                     models_record="%s/xinference-models.json" % inv.get(sup, "llmserve_config_dir"))
+                     models_record=config_file(inv, sup, "xinference-models.json"))
 
     # workers
     joined, members = [], []
