@@ -23,12 +23,12 @@ GPUSTACK_IMAGE := llmserve/gpustack:2.3.0
 POSTGRES_IMAGE := llmserve/postgres:15
 HAPROXY_IMAGE := llmserve/haproxy:2.6
 BASE_IMAGE := llmserve-testbed/base:bookworm
-# the scenarios of make test (extensions/molecule/*; gpustack runs with make molecule-gpustack)
-MOLECULE_SCENARIOS := container_host mindie omni_2p1d ray vllm_pd xinference
+# the scenarios of make test (extensions/molecule/*)
+MOLECULE_SCENARIOS := container_host mindie omni_2p1d ray vllm_pd xinference gpustack
 
 .PHONY: help demo test machine venv collection testbed testbed-down images image-vllm image-sim \
-        image-router image-nginx image-mindie image-xinference image-gpustack push lint sanity unit integration molecule \
-        molecule-gpustack clean
+        image-router image-nginx image-mindie image-xinference image-gpustack push checks lint sanity unit integration \
+        molecule clean
 
 help:
 	@echo "make demo   deploy a real 2P1D vLLM cluster with this collection onto the local test bed and ask it"
@@ -59,7 +59,10 @@ testbed-down: venv
 	@$(TESTBED) down $(if $(PURGE),--purge)
 
 # ---------------------------------------------------------------- images (built locally, cached by docker)
-images: image-vllm image-sim image-router image-nginx image-mindie image-xinference
+# one after the other: each starts from the same base image
+images: venv
+	@$(MAKE) --no-print-directory -j1 image-vllm image-sim image-router image-nginx image-mindie image-xinference \
+	        image-gpustack
 
 image-vllm: venv
 	@$(TESTBED) base-image
@@ -96,8 +99,7 @@ image-xinference: venv
 	@docker build --network host -q -t $(XINFERENCE_IMAGE) images/xinference-cpu >/dev/null
 	@docker build -q -t $(XINFERENCE_SKEW_IMAGE) tests/images/xinference-skew >/dev/null
 
-# GPUStack from PyPI, and PostgreSQL and HAProxy from Debian for its database and load balancer (make
-# molecule-gpustack)
+# GPUStack from PyPI, and PostgreSQL and HAProxy from Debian for its database and load balancer
 image-gpustack: venv
 	@$(TESTBED) base-image
 	@cp /etc/ssl/certs/ca-certificates.crt images/gpustack/ca-certificates.crt
@@ -112,7 +114,14 @@ demo: testbed collection image-vllm image-router
 	@$(BED_VAULT) ansible-playbook -i .testbed/inventory -i tests/testbed/inventories/testbed_2p1d tests/testbed/demo.yml
 
 # ---------------------------------------------------------------- tests
-test: lint sanity unit integration molecule
+# The images build (mostly downloads and unpacking) while lint, sanity and the unit tests run; then the tests on the
+# test bed, one at a time. Each part prints how long it took.
+test: venv collection
+	@$(MAKE) --no-print-directory -j2 --output-sync=target checks images
+	@$(MAKE) --no-print-directory integration molecule
+
+checks:
+	@$(MAKE) --no-print-directory -j1 lint sanity unit
 
 lint: venv collection
 	@echo "[test] ansible-lint (production profile)"
@@ -134,17 +143,12 @@ integration: testbed collection images
 molecule: testbed collection images
 	@echo "[test] molecule scenarios on the test bed"
 	@$(TESTBED) push $(SIM_IMAGE) $(ROUTER_IMAGE) $(VLLM_IMAGE) $(NGINX_IMAGE) $(MINDIE_IMAGE) $(XINFERENCE_IMAGE) \
-	                 $(XINFERENCE_SKEW_IMAGE)
+	                 $(XINFERENCE_SKEW_IMAGE) $(GPUSTACK_IMAGE) $(POSTGRES_IMAGE) $(HAPROXY_IMAGE)
 	@# `make demo` leaves its cluster running; the scenarios check that the bed holds nothing of ours after them
 	@$(BED_VAULT) ansible-playbook -i .testbed/inventory -i tests/testbed/inventories/testbed_2p1d playbooks/site.yml \
 		--tags clean_up >/dev/null
-	@for s in $(MOLECULE_SCENARIOS); do $(BIN)/molecule test -s $$s || exit 1; done
-
-# GPUStack's scenario, on its own until make test has the time for it: a cold make test took 59.5 min without it
-# (the budget is 60), and it adds about 4 min of images and 7 min of scenario
-molecule-gpustack: testbed collection image-gpustack
-	@$(TESTBED) push $(GPUSTACK_IMAGE) $(POSTGRES_IMAGE) $(HAPROXY_IMAGE)
-	@$(BIN)/molecule test -s gpustack
+	@for s in $(MOLECULE_SCENARIOS); do start=$$SECONDS; $(BIN)/molecule test -s $$s || exit 1; \
+	    echo "[test] molecule $$s: $$((SECONDS - start)) s"; done
 
 clean: testbed-down
 	@rm -rf build .collections

@@ -55,6 +55,7 @@ def host_lists(entry):
         probes=[dict(name=w["name"], url=w["ready"]["url"], path=w["ready"].get("path") or "",
                      ca=w["ready"].get("ca"), cert=w["ready"].get("cert"), key=w["ready"].get("key"))
                 for w in workloads if (w.get("ready") or {}).get("url")]
+        + [dict(name=w["name"], command=w["ready"]["command"]) for w in workloads if (w.get("ready") or {}).get("command")]
         + [dict(c) for w in workloads for c in w.get("checks") or []])
 
 

@@ -214,8 +214,8 @@ class Daemon:
                               % (version, ".".join(str(n) for n in MIN_API_VERSION)))
         self.prefix = "/v" + version
 
-    def open(self, method, path, params=None, headers=None, timeout=None):
-        """Send one request; return the response after checking its status."""
+    def open(self, method, path, params=None, headers=None, timeout=None, body=None):
+        """Send one request (body: an object sent as JSON); return the response after checking its status."""
         if self.socket_path is not None:
             conn = UnixHTTPConnection(self.socket_path, timeout)
         elif self.context is not None:
@@ -223,7 +223,8 @@ class Daemon:
         else:
             conn = HTTPConnection(self.address[0], self.address[1], timeout=timeout)
         target = self.prefix + path + ("?" + urlencode(params) if params else "")
-        conn.request(method, target, headers=headers or {})
+        headers = dict(headers or {}, **({"Content-Type": "application/json"} if body is not None else {}))
+        conn.request(method, target, body=None if body is None else json.dumps(body), headers=headers)
         response = conn.getresponse()
         if response.status >= 400:
             body = response.read().decode("utf-8", "replace")
@@ -242,6 +243,18 @@ class Daemon:
             return json.loads(response.read().decode("utf-8"))
         finally:
             response.close()
+
+    def exec_status(self, container, argv):
+        """The exit code of argv run in a running container (docker exec), its output dropped: the start request
+        returns when the command ends."""
+        response = self.open("POST", "/containers/%s/exec" % quote(container, safe=""), timeout=self.timeout,
+                             body=dict(Cmd=argv, AttachStdout=True, AttachStderr=True))
+        exec_id = json.loads(response.read().decode("utf-8"))["Id"]
+        response.close()
+        response = self.open("POST", "/exec/%s/start" % exec_id, timeout=self.timeout, body=dict(Detach=False))
+        response.read()
+        response.close()
+        return self.get_json("/exec/%s/json" % exec_id)["ExitCode"]
 
     def find_image(self, repository, tag):
         """The local image's inspection, or None."""

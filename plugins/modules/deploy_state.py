@@ -85,9 +85,14 @@ options:
         type: str
         required: true
       url:
-        description: Base URL.
+        description: Base URL; one of O(probes[].url) and O(probes[].command) is required.
         type: str
-        required: true
+      command:
+        description:
+          - A command run in the container named O(probes[].name) (docker exec); healthy is exit code 0. For a
+            workload that speaks no HTTP, such as PostgreSQL's C(pg_isready).
+        type: list
+        elements: str
       path:
         description: Path asked; healthy is HTTP 200.
         type: str
@@ -175,9 +180,17 @@ def checksum(path):
         return None
 
 
-def probe(p):
+def probe(p, daemon, unreachable):
     """One readiness answer: healthy when the URL answers 200 within 5 seconds (and a line of the answer matches
-    expect, when given)."""
+    expect, when given), or when the command exits 0 in the container (status is then its exit code)."""
+    if p["command"]:
+        target, error = "exec " + " ".join(p["command"]), unreachable
+        try:
+            status = daemon.exec_status(p["name"], p["command"]) if daemon else -1
+        except ERRORS as e:
+            status, error = -1, str(e)
+        error = error if status == -1 else None if status == 0 else "exit code %d" % status
+        return dict(name=p["name"], url=target, healthy=status == 0, status=status, **({"error": error} if error else {}))
     url = p["url"] + (p["path"] or "")
     try:
         with open_url(url, timeout=5, ca_path=p["ca"], client_cert=p["cert"], client_key=p["key"]) as response:
@@ -257,12 +270,13 @@ def differences(module, daemon, unreachable, record, health):
         now = checksum(path)
         if now is None or now != recorded.get(path):
             reasons.append("file %s is %s since the last deploy" % (path, "missing" if now is None else "changed"))
-    return reasons + ["%s does not answer at %s (%s)" % (h["name"], h["url"], h.get("error") or h["status"])
+    return reasons + ["%s does not answer %s (%s)" % (h["name"], h["url"] if h["url"].startswith("exec ") else "at "
+                                                      + h["url"], h.get("error") or h["status"])
                       for h in health if not h["healthy"]]
 
 
 def main():
-    probe_spec = dict(name=dict(type="str", required=True), url=dict(type="str", required=True),
+    probe_spec = dict(name=dict(type="str", required=True), url=dict(type="str"), command=dict(type="list", elements="str"),
                       path=dict(type="str", default="/health"), ca=dict(type="path"), cert=dict(type="path"),
                       key=dict(type="path", no_log=False), expect=dict(type="str"))
     module = AnsibleModule(
@@ -274,7 +288,8 @@ def main():
                             options=dict(name=dict(type="str", required=True), image=dict(type="str", required=True))),
             units=dict(type="list", elements="str", default=[]),
             files=dict(type="list", elements="path", default=[]),
-            probes=dict(type="list", elements="dict", default=[], options=probe_spec),
+            probes=dict(type="list", elements="dict", default=[], options=probe_spec,
+                        required_one_of=[["url", "command"]], mutually_exclusive=[["url", "command"]]),
             path=dict(type="path", default="/var/lib/llmserve/deploy_state.json"),
             **DOCKER_ARGS),
         required_together=[["client_cert", "client_key"]],
@@ -297,7 +312,7 @@ def main():
         if exists and not module.check_mode:
             os.remove(p["path"])
         module.exit_json(changed=exists, converged=False, reasons=[], health=[])
-    result = dict(changed=False, health=[probe(x) for x in p["probes"]])
+    result = dict(changed=False, health=[probe(x, daemon, unreachable) for x in p["probes"]])
     try:
         if p["state"] == "record":
             if unreachable:

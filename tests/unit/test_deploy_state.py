@@ -123,6 +123,30 @@ def test_a_check_wants_its_line_in_the_answer(host):
         % (host["health"]["url"], check["expect"])]
 
 
+def test_a_workload_without_http_is_asked_by_its_ready_command(host):
+    """GPUStack's PostgreSQL: pg_isready run in its container (docker exec), healthy when it exits 0."""
+    plan = json.loads((GOLDEN / "testbed_gpustack.json").read_text())
+    check = host_lists(plan["hosts"]["node1"])["probes"][0]
+    assert check["name"] == "llmserve-gpustack-database" and check["command"][0] == "pg_isready", check
+    host["daemon"].containers[check["name"]] = dict(host["daemon"].containers["engine"])
+    host["args"]["probes"].append(check)
+    host["args"]["containers"].append(dict(name=check["name"], image=IMAGE + ":1.0"))
+    state(host, state="record")
+    checked = state(host)
+    assert checked["converged"] is True and checked["health"][1] == dict(
+        name=check["name"], url="exec " + " ".join(check["command"]), healthy=True, status=0)
+    assert host["daemon"].execs["e-1"] == (check["name"], check["command"])
+    host["daemon"].exec_codes[check["name"]] = 2   # pg_isready: no response
+    checked = state(host)
+    assert checked["converged"] is False and checked["reasons"] == [
+        "%s does not answer exec %s (exit code 2)" % (check["name"], " ".join(check["command"]))]
+    host["daemon"].containers[check["name"]]["State"] = {"Running": False, "Status": "exited"}
+    assert state(host)["reasons"] == ["container %s is exited" % check["name"],
+                                      "%s does not answer exec %s (POST /containers/%s/exec: 409 Conflict (container %s"
+                                      " is not running))" % (check["name"], " ".join(check["command"]), check["name"],
+                                                             check["name"])]
+
+
 def test_absent_forgets_the_record(host):
     state(host, state="record")
     assert state(host, check_mode=True, state="absent")["changed"] is True

@@ -54,6 +54,8 @@ class FakeDaemon:
         self.root = str(path.parent) if path else "/nonexistent"   # DockerRootDir: free space is measured there
         self.index = {}        # registry -> {"Secure": bool} (the daemon's /info RegistryConfig.IndexConfigs)
         self.containers = {}  # name -> inspection (deploy_state's tests)
+        self.exec_codes = {}  # name -> exit code of any command run in it (docker exec)
+        self.execs = {}       # exec id -> (container, argv)
         daemon = self
 
         class Handler(JSONHandler):
@@ -85,6 +87,9 @@ class FakeDaemon:
                     if name in daemon.containers:
                         return self.reply(200, daemon.containers[name])
                     return self.reply(404, {"message": "No such container: " + name})
+                if path.startswith(prefix + "/exec/") and path.endswith("/json"):
+                    name, argv = daemon.execs[path[len(prefix + "/exec/"):-len("/json")]]
+                    return self.reply(200, {"ExitCode": daemon.exec_codes.get(name, 0), "Running": False})
                 if path.startswith(prefix + "/images/") and path.endswith("/json"):
                     ref = path[len(prefix + "/images/"):-len("/json")]
                     by_id = {image["Id"]: image for image in daemon.local.values()}
@@ -104,7 +109,17 @@ class FakeDaemon:
                 url = urlsplit(self.path)
                 path, auth, query = unquote(url.path), self.auth(), parse_qs(url.query)
                 daemon.requests.append(("POST", path, auth))
-                assert path == "/v%s/images/create" % daemon.api_version, path
+                prefix = "/v%s" % daemon.api_version
+                if path.startswith(prefix + "/containers/") and path.endswith("/exec"):
+                    name = path[len(prefix + "/containers/"):-len("/exec")]
+                    body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                    if daemon.containers.get(name, {}).get("State", {}).get("Running") is not True:
+                        return self.reply(409, {"message": "container %s is not running" % name})
+                    daemon.execs["e-%d" % len(daemon.execs)] = (name, body["Cmd"])
+                    return self.reply(201, {"Id": "e-%d" % (len(daemon.execs) - 1)})
+                if path.startswith(prefix + "/exec/") and path.endswith("/start"):
+                    return self.reply(200, {})
+                assert path == prefix + "/images/create", path
                 repository, tag = query["fromImage"][0], query["tag"][0]
                 ref = repository + ("@" if tag.startswith("sha256:") else ":") + tag
                 self.send_response(200)
