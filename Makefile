@@ -26,7 +26,7 @@ BASE_IMAGE := llmserve-testbed/base:bookworm
 # the scenarios of make test (extensions/molecule/*)
 MOLECULE_SCENARIOS := container_host mindie omni_2p1d ray vllm_pd xinference gpustack
 
-.PHONY: help demo test machine venv collection testbed testbed-down images image-vllm image-sim \
+.PHONY: help demo test machine venv collection testbed testbed-down images images-bed images-late image-vllm image-sim \
         image-router image-nginx image-mindie image-xinference image-gpustack push checks lint sanity unit integration \
         molecule clean
 
@@ -59,10 +59,14 @@ testbed-down: venv
 	@$(TESTBED) down $(if $(PURGE),--purge)
 
 # ---------------------------------------------------------------- images (built locally, cached by docker)
-# one after the other: each starts from the same base image
-images: venv
-	@$(MAKE) --no-print-directory -j1 image-vllm image-sim image-router image-nginx image-mindie image-xinference \
-	        image-gpustack
+# one after the other (each starts from the same base image): those the integration tests need, then the rest
+images: images-bed images-late
+
+images-bed: venv
+	@$(MAKE) --no-print-directory -j1 image-vllm image-sim image-router image-nginx image-mindie
+
+images-late: venv
+	@$(MAKE) --no-print-directory -j1 image-xinference image-gpustack
 
 image-vllm: venv
 	@$(TESTBED) base-image
@@ -114,11 +118,12 @@ demo: testbed collection image-vllm image-router
 	@$(BED_VAULT) ansible-playbook -i .testbed/inventory -i tests/testbed/inventories/testbed_2p1d tests/testbed/demo.yml
 
 # ---------------------------------------------------------------- tests
-# The images build (mostly downloads and unpacking) while lint, sanity and the unit tests run; then the tests on the
-# test bed, one at a time. Each part prints how long it took.
+# The images build (mostly downloads and unpacking) while lint, sanity and the unit tests run, and the last ones
+# while the integration tests run; then the scenarios, one at a time.
 test: venv collection
-	@$(MAKE) --no-print-directory -j2 --output-sync=target checks images
-	@$(MAKE) --no-print-directory integration molecule
+	@$(MAKE) --no-print-directory -j2 --output-sync=target checks images-bed
+	@$(MAKE) --no-print-directory -j2 --output-sync=target integration images-late
+	@$(MAKE) --no-print-directory molecule
 
 checks:
 	@$(MAKE) --no-print-directory -j1 lint sanity unit
@@ -135,7 +140,7 @@ unit: venv collection
 	@echo "[test] unit tests"
 	@$(BIN)/python -m pytest -q -n 2 tests/unit
 
-integration: testbed collection images
+integration: testbed collection images-bed
 	@echo "[test] integration tests on the test bed"
 	@$(TESTBED) push $(VLLM_IMAGE) $(ROUTER_IMAGE) $(SIM_IMAGE) $(NGINX_IMAGE)
 	@LLMSERVE_REQUIRE_TESTBED=1 $(BIN)/python -m pytest -q tests/integration
