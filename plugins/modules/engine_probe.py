@@ -13,6 +13,12 @@ description:
   - Reads C(/health) and C(/v1/models) of a vLLM engine, a vLLM router or any OpenAI-compatible server.
   - With O(prompt), sends one chat completion and returns the answer, so a playbook can prove that a
     deployment serves requests end to end.
+  - "With O(kv_from), proves that prefill/decode disaggregation really happens between the prefill engine at
+    O(kv_from) and the decode engine at O(url). It sends one prompt longer than a KV block as a PD proxy does
+    (to prefill with C(max_tokens=1) and C(kv_transfer_params.do_remote_decode), then to decode with the
+    C(kv_transfer_params) prefill returned) and fails unless the decoder's
+    C(vllm:prompt_tokens_by_source_total{source=\"external_kv_transfer\"}) grew, that is unless decode loaded the
+    prompt's KV instead of computing it again."
   - Never changes anything on the server.
 author:
   - llmserve.cluster maintainers (@llmserve)
@@ -29,7 +35,8 @@ options:
     type: str
   prompt:
     description:
-      - A user message to send to C(/v1/chat/completions). Without it no completion is requested.
+      - A user message to send to C(/v1/chat/completions). Without it (and without O(kv_from)) no completion is
+        requested. With O(kv_from), the text of the prompt prefilled and decoded.
     type: str
   model:
     description:
@@ -82,6 +89,12 @@ options:
     type: str
   fail_hint:
     description: What to check when O(fail_log) matched; added to the failure message.
+    type: str
+  kv_from:
+    description:
+      - Base URL of a prefill engine whose KV the decode engine at O(url) must load (see the description). The
+        prompt is O(prompt), or a text of about 200 tokens; a fresh prefix makes each run's prompt new to both
+        engines' prefix caches.
     type: str
 """
 
@@ -139,8 +152,13 @@ usage:
   returned: when O(prompt) is given
   type: dict
   sample: {prompt_tokens: 12, completion_tokens: 16, total_tokens: 28}
+kv_tokens:
+  description: Prompt tokens the decoder loaded from prefill's KV (its external_kv_transfer counter's growth).
+  returned: when O(kv_from) is given
+  type: int
+  sample: 160
 latency_seconds:
-  description: Wall time of the chat completion.
+  description: Wall time of the chat completion, or of both requests with O(kv_from).
   returned: when O(prompt) is given
   type: float
   sample: 0.42
@@ -149,6 +167,7 @@ latency_seconds:
 import json
 import re
 import time
+import uuid
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import fetch_url
@@ -167,6 +186,54 @@ def request(module, url, headers, body=None):
     except ValueError:
         parsed = None
     return status, parsed, info.get("msg", "")
+
+
+# what a PD proxy sends to prefill (vLLM's disagg proxy and vllm-router alike)
+PREFILL_PARAMS = dict(do_remote_decode=True, do_remote_prefill=False, remote_engine_id=None, remote_block_ids=None,
+                      remote_host=None, remote_port=None)
+KV_METRIC = re.compile(r'^vllm:prompt_tokens_by_source_total\{[^}]*source="external_kv_transfer"[^}]*\} (\S+)$', re.M)
+KV_PROMPT = " ".join(["Prefill computes the cache and decode reads it back."] * 20)
+
+
+def kv_loaded(module, base, headers):
+    """The decoder's external_kv_transfer prompt tokens so far (summed over its engines)."""
+    resp, info = fetch_url(module, base + "/metrics", headers=headers, timeout=module.params["timeout"],
+                           ca_path=module.params["ca_path"])
+    text = (resp.read() if resp is not None else b"").decode("utf-8", "replace")
+    values = KV_METRIC.findall(text)
+    if info.get("status") != 200 or not values:
+        module.fail_json(msg="%s/metrics (HTTP %s) has no vllm:prompt_tokens_by_source_total{source="
+                         "\"external_kv_transfer\"}: the decoder is not vLLM 0.11 or newer, or not an engine"
+                         % (base, info.get("status")))
+    return sum(float(v) for v in values)
+
+
+def kv_check(module, base, headers, model, result):
+    """Send one prompt through prefill (kv_from) and decode (url) as a PD proxy does; fail unless decode loaded
+    its KV."""
+    p = module.params
+    prefill = p["kv_from"].rstrip("/")
+    prompt = "Request %s. %s" % (uuid.uuid4().hex, p["prompt"] or KV_PROMPT)
+    before = kv_loaded(module, base, headers)
+    started = time.monotonic()
+    body = dict(model=model, prompt=prompt, max_tokens=1, kv_transfer_params=PREFILL_PARAMS)
+    for where in (prefill, base):
+        status, reply, err = request(module, where + "/v1/completions", headers, body)
+        if status != 200 or not isinstance(reply, dict) or not reply.get("choices"):
+            detail = reply.get("error", reply) if isinstance(reply, dict) else reply
+            module.fail_json(msg="%s completion at %s failed: HTTP %s %s: %s" % (
+                "prefill" if where == prefill else "decode", where, status, err, json.dumps(detail)[:500]), **result)
+        body = dict(body, max_tokens=p["max_tokens"], kv_transfer_params=reply.get("kv_transfer_params"))
+    result["latency_seconds"] = round(time.monotonic() - started, 3)
+    result["usage"] = reply.get("usage", {})
+    result["kv_tokens"] = int(kv_loaded(module, base, headers) - before)
+    if result["kv_tokens"] <= 0:
+        module.fail_json(msg="decode recomputed the prompt: no KV arrived from prefill %s to decode %s (%s prompt "
+                         "tokens, none loaded from external_kv_transfer); check that both engines run the same "
+                         "--kv-transfer-config, that decode reaches prefill's KV side channel port (NIXL), and that "
+                         "a shared-storage connector's directory (llmserve_kv_shared_path) is the same storage on "
+                         "both hosts" % (prefill, base, result["usage"].get("prompt_tokens", "?")), **result)
+    module.exit_json(**result)
 
 
 def container_state(module, name):
@@ -239,6 +306,7 @@ def main():
             ca_path=dict(type="path"),
             client_cert=dict(type="path"),
             client_key=dict(type="path", no_log=False),
+            kv_from=dict(type="str"),
         ),
         supports_check_mode=True,
     )
@@ -261,7 +329,7 @@ def main():
     if status == 200 and isinstance(listing, dict):
         result["models"] = [m.get("id") for m in listing.get("data", [])]
 
-    if p["prompt"] is None:
+    if p["prompt"] is None and not p["kv_from"]:
         module.exit_json(**result)
     if not result["healthy"]:
         module.fail_json(msg="%s%s answered %s (%s); not sending the prompt"
@@ -272,6 +340,8 @@ def main():
     model = p["model"] or (result.get("models") or [None])[0]
     if not model:
         module.fail_json(msg="%s/v1/models lists no model; set model" % base, **result)
+    if p["kv_from"]:
+        kv_check(module, base, headers, model, result)
     body = dict(model=model, max_tokens=p["max_tokens"],
                 messages=[dict(role="user", content=p["prompt"])])
     started = time.monotonic()

@@ -547,9 +547,10 @@ def _front_door(inv, ports, entries, group):
     if entries[0]["kind"] == "vllm_replica":
         door.update(kind="nginx", backends={"replica": [u for e in entries for u in e["endpoints"]]})
     elif kind == "omni-global-proxy":
-        door.update(kind=kind, backends=_pd_backends(entries))
+        door.update(kind=kind, backends=_pd_backends(entries), kv_pairs=_kv_pairs(entries))
     else:
         backends = _pd_backends(entries)
+        door["kv_pairs"] = _kv_pairs(entries)
         # with an API key, nginx checks it in front of the router (vllm-router 0.1.17 checks no client key)
         listen = ("127.0.0.1", ports.claim(host, inv.integer(host, "llmserve_proxy_router_port", 1), "router",
                                            "front-door", "llmserve_proxy_router_port")) if keyed else (address, port)
@@ -569,6 +570,16 @@ def _pd_backends(entries):
     for entry in entries:
         backends.setdefault(entry["kind"][len("vllm_"):], []).extend(entry["endpoints"])
     return backends
+
+
+def _kv_pairs(entries):
+    """The prefill and decode endpoints the verify stage sends one prompt through each (prefill i with decode
+    i, cycling the shorter pool): every endpoint of both pools in at least one pair."""
+    pools = {kind: [dict(name=e["name"], url=u) for e in entries if e["kind"] == "vllm_" + kind for u in e["endpoints"]]
+             for kind in ("prefill", "decode")}
+    width = max(len(pools["prefill"]), len(pools["decode"])) if pools["prefill"] and pools["decode"] else 0
+    return [dict(prefill=pools["prefill"][i % len(pools["prefill"])], decode=pools["decode"][i % len(pools["decode"])])
+            for i in range(width)]
 
 
 def _nginx(inv, host, door, listen, retries, entries):

@@ -62,6 +62,12 @@ def ask(url, key=None, prompt="hello there"):
         return err.code
 
 
+def until_healthy(host, port=8000):
+    """Whether the engine on host answers /health within a minute (polled)."""
+    return on_host(host, "for i in $(seq 300); do curl -sf -o /dev/null http://172.31.240.1%s:%d/health && exit 0; "
+                         "sleep 0.2; done; exit 1" % (host[-1], port)).returncode == 0
+
+
 def container_ids(hosts):
     ids = {}
     for host in hosts:
@@ -138,7 +144,7 @@ def test_replicas_behind_nginx_with_a_key_and_only_touched_containers_recreated(
 
 def test_router_behind_the_key_check(clean_bed, tmp_path):
     args = inventory(tmp_path, "pd", {"prefill": ["node1"], "decode": ["node2"], "proxy": ["node3"]})
-    run(*args)
+    first = run(*args)
     assert ask(DOOR) == 401
     assert ask(DOOR, KEY) == 200
     # the router itself listens on the proxy host's loopback only: no way around the key check
@@ -150,6 +156,25 @@ def test_router_behind_the_key_check(clean_bed, tmp_path):
         reachable = False
     assert not reachable
     assert set(changed(run(*args)).values()) == {0}
+
+    # verify: the deploy's verify stage proved decode loads prefill's KV through the shared directory; with that
+    # directory not shared on the decode host (a tmpfs over the bed's shared mount, as when a host lost its NFS
+    # mount) it fails naming the pair, and passes once the mount is back
+    pair = "prefill-node1 http://172.31.240.11:8000 -> decode-node2 http://172.31.240.12:8000"
+    assert pair in first and "decode recomputed" not in first
+    on_host("node2", "mount -t tmpfs tmpfs /srv/llmserve-shared && mkdir /srv/llmserve-shared/kv && "
+                     "docker restart llmserve-decode-node2")
+    try:
+        assert until_healthy("node2")
+        res = ansible_playbook(SITE, *args, "--tags", "verify")
+    finally:
+        on_host("node2", "umount /srv/llmserve-shared && docker restart llmserve-decode-node2")
+    assert res.returncode != 0 and KEY not in res.stdout + res.stderr, res.stdout[-3000:]
+    assert re.search(r"failed: \[\S+ -> localhost\] \(item=%s\)" % re.escape(pair), res.stdout), res.stdout[-3000:]
+    assert ("decode recomputed the prompt: no KV arrived from prefill http://172.31.240.11:8000 to decode "
+            "http://172.31.240.12:8000 (") in res.stdout, res.stdout[-3000:]
+    assert until_healthy("node2")
+    assert re.search(r"ok: \[\S+ -> localhost\] => \(item=%s\)" % re.escape(pair), run(*args, "--tags", "verify"))
     run(*args, "--tags", "clean_up")
     for host in ("node1", "node2", "node3"):
         left = on_host(host, "docker ps -aq --filter label=io.llmserve.cluster; ls -A /etc/llmserve 2>/dev/null")

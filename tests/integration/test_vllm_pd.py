@@ -3,6 +3,7 @@ host) and a change by hand or in the inventory is found and deployed; a prefill 
 costs no request that starts 1 s or more after the kill, comes back by itself and is used again, stop_server stops
 gracefully, and clean_up leaves nothing of ours on the hosts."""
 import json
+import re
 import sys
 import tempfile
 import time
@@ -55,6 +56,10 @@ def counted_run(*args):
 def test_converged_rerun_drift_kill_stop_start_and_clean_up(clean_bed):
     res = ansible_playbook(SITE, "-i", str(EXAMPLE))
     assert res.returncode == 0, res.stdout[-3000:]
+    # its verify stage proved that the decoder loads each prefill's KV (through the bed's shared directory)
+    for prefill in ("prefill-node1 http://172.31.240.11:8000", "prefill-node2 http://172.31.240.12:8000"):
+        assert re.search(r"ok: \[\S+ -> localhost\] => \(item=%s -> decode-node3 http://172\.31\.240\.13:8000\)"
+                         % re.escape(prefill), res.stdout), res.stdout[-3000:]
 
     # converged: one module execution per host (deploy_state's check), nothing changed
     why, changed, executions = counted_run()

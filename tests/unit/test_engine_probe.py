@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sim_process import sim
+from sim_process import free_port, sim
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -122,3 +122,25 @@ def test_a_log_line_that_does_not_match_changes_nothing(tmp_path):
         rc, result, dummy = probe(f"url={engine.url}", "wait=60", "delay=1", "container=llmserve-gpustack-worker",
                                   "fail_log=Error serving worker APIs: .*", path=str(tmp_path))
     assert rc == 0 and result["healthy"] is True
+
+
+NIXL = '{"kv_connector":"NixlConnector","kv_role":"kv_both"}'
+
+
+def test_kv_from_proves_decode_loads_prefills_kv_and_names_both_when_it_does_not():
+    p_side, d_side = free_port(), free_port()
+    with sim("m", "--kv-transfer-config", NIXL, env={"VLLM_NIXL_SIDE_CHANNEL_PORT": str(p_side)}) as prefill, \
+         sim("m", "--kv-transfer-config", NIXL, env={"VLLM_NIXL_SIDE_CHANNEL_PORT": str(d_side)}) as decode, \
+         sim("m") as lone:
+        rc, result, dummy = probe(f"url={decode.url}", f"kv_from={prefill.url}", "max_tokens=3")
+        assert rc == 0, result
+        assert result["kv_tokens"] >= 16 and result["usage"]["completion_tokens"] == 3
+        assert prefill.metric("llmserve_sim:remote_decode_prefills_total") == 1
+        # a second run's prompt is new again (else decode's prefix cache could answer instead of prefill)
+        assert probe(f"url={decode.url}", f"kv_from={prefill.url}")[0] == 0
+        assert decode.metric("llmserve_sim:kv_transfers_total") == 2
+        # an engine without the KV connector computes the whole prompt itself
+        rc, result, dummy = probe(f"url={lone.url}", f"kv_from={prefill.url}")
+    assert rc != 0 and result["kv_tokens"] == 0
+    assert result["msg"].startswith("decode recomputed the prompt: no KV arrived from prefill %s to decode %s ("
+                                    % (prefill.url, lone.url)), result["msg"]

@@ -425,6 +425,10 @@ def test_pd_two_step(pd_pair):
     assert dr["usage"]["completion_tokens"] == 5
     assert d.metric("llmserve_sim:kv_transfers_total") == 1
     assert d.metric("llmserve_sim:invalid_kv_transfer_params_total") == 0
+    # as vLLM counts it: the prompt's full blocks arrived, the rest and at least its last token were computed
+    assert d.metric("vllm:prompt_tokens_by_source_total", source="external_kv_transfer") == 16
+    assert d.metric("vllm:prompt_tokens_by_source_total", source="local_compute") == dr["usage"]["prompt_tokens"] - 16
+    assert p.metric("vllm:prompt_tokens_by_source_total", source="external_kv_transfer") == 0
     assert "KV pull (simulated NIXL read)" in d.output()
     assert f"remote_request_id={kvp['remote_request_id']}" in d.output()
     assert p.metric("llmserve_sim:prefills_held") == 0
@@ -459,7 +463,27 @@ def test_pd_pull_failure_policy():
     recompute = ('{"kv_connector":"NixlConnector","kv_role":"kv_consumer",'
                  '"kv_load_failure_policy":"recompute"}')
     with sim("m", "--kv-transfer-config", recompute) as d:
-        assert completion(d.url, {"prompt": "x", "kv_transfer_params": kvp})[0] == 200
+        assert completion(d.url, {"prompt": "x " * 40, "kv_transfer_params": kvp})[0] == 200
+        assert d.metric("vllm:prompt_tokens_by_source_total", source="external_kv_transfer") == 0
+        assert d.metric("vllm:prompt_tokens_by_source_total", source="local_compute") > 16
+
+
+def test_example_connector_moves_kv_through_its_shared_directory_only(tmp_path):
+    def config(role, path):
+        return json.dumps({"kv_connector": "ExampleConnector", "kv_role": role,
+                           "kv_connector_extra_config": {"shared_storage_path": str(path)}})
+
+    prompt = "The quick brown fox jumps over the lazy dog " * 3
+    with sim("m", "--kv-transfer-config", config("kv_producer", tmp_path / "kv")) as p, \
+         sim("m", "--kv-transfer-config", config("kv_consumer", tmp_path / "kv")) as d, \
+         sim("m", "--kv-transfer-config", config("kv_consumer", tmp_path / "elsewhere")) as lost:
+        assert completion(p.url, {"prompt": prompt, "max_tokens": 1, "kv_transfer_params": PREFILL_KVP})[0] == 200
+        assert completion(lost.url, {"prompt": prompt, "max_tokens": 2})[0] == 200
+        assert completion(d.url, {"prompt": prompt, "max_tokens": 2})[0] == 200
+        assert p.metric("vllm:prompt_tokens_by_source_total", source="external_kv_transfer") == 0
+        assert d.metric("vllm:prompt_tokens_by_source_total", source="external_kv_transfer") == 16
+        assert lost.metric("vllm:prompt_tokens_by_source_total", source="external_kv_transfer") == 0
+        assert len(list((tmp_path / "kv").iterdir())) == 1
 
 
 def test_kv_params_without_connector_are_ignored():

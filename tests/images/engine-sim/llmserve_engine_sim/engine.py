@@ -181,6 +181,8 @@ class Metrics:
         self.waiting = 0
         self.kv_usage = 0.0
         self.prompt_tokens = 0
+        # vLLM's PromptTokenStats: where each prompt token's KV came from
+        self.prompt_tokens_by_source = {"local_compute": 0, "local_cache_hit": 0, "external_kv_transfer": 0}
         self.generation_tokens = 0
         self.success = {r: 0 for r in FINISH_REASONS}
         self.ttft = Histogram(TTFT_BUCKETS)
@@ -234,6 +236,8 @@ class Metrics:
                   self.kv_usage)
             counter("vllm:prompt_tokens_total", "Number of prefill tokens processed.",
                     self.prompt_tokens)
+            counter("vllm:prompt_tokens_by_source_total", "Number of prompt tokens by source.",
+                    self.prompt_tokens_by_source, "source")
             counter("vllm:generation_tokens_total", "Number of generation tokens processed.",
                     self.generation_tokens)
             counter("vllm:request_success_total", "Count of successfully processed requests.",
@@ -338,6 +342,10 @@ class Engine:
         self.kv_lease = float(extra.get("kv_lease_duration", 30))
         self.abort_timeout = float(env.get("VLLM_NIXL_ABORT_REQUEST_TIMEOUT") or 480)
         self.failure_policy = (self.kv or {}).get("kv_load_failure_policy", "fail")
+        # ExampleConnector (vLLM's shared-storage example): KV saved to and loaded from a directory
+        self.shared_path = (extra.get("shared_storage_path") or "/tmp") \
+            if self.connector in ("ExampleConnector", "SharedStorageConnector") else None
+        self.kv_role = (self.kv or {}).get("kv_role")
         self.metrics = Metrics(self.model_name, "0")
         self._cv = threading.Condition()
         self._running = 0
@@ -498,9 +506,9 @@ class Engine:
             "remote_prefill_cached_tokens": 0,
         }
 
-    def pull_kv(self, params: dict, request_id: str) -> None:
-        """Decode (D) side: read the remote blocks. Raises RequestFailed per
-        kv_load_failure_policy=fail; logs and recomputes with 'recompute'."""
+    def pull_kv(self, params: dict, request_id: str) -> bool:
+        """Decode (D) side: read the remote blocks; True when they arrived. Raises RequestFailed per
+        kv_load_failure_policy=fail; logs and recomputes (False) with 'recompute'."""
         host = params.get("remote_host")
         port = params.get("remote_port")
         remote_engine = params.get("remote_engine_id")
@@ -534,7 +542,7 @@ class Engine:
             if self.failure_policy == "recompute":
                 log.warning("KV load failed for request %s (%s); recomputing locally "
                             "(kv_load_failure_policy=recompute)", request_id, err)
-                return
+                return False
             log.error("KV load failed for request %s: %s (kv_load_failure_policy=fail)",
                       request_id, err)
             raise RequestFailed(500, "Internal server error", "InternalServerError")
@@ -543,6 +551,24 @@ class Engine:
         log.info("KV pull (simulated NIXL read): request=%s remote_engine_id=%s "
                  "remote=%s:%s remote_request_id=%s blocks=%d", request_id, remote_engine,
                  host, port, remote_req, n_blocks)
+        return True
+
+    def shared_kv(self, prompt_ids: list[int]) -> bool:
+        """ExampleConnector: True when the KV of the prompt's full blocks (but its last token) is in the shared
+        directory, as a prefill engine left it there (a consumer loads it); a producer saves what it lacks. As
+        vLLM's, the folder is named by a hash of the tokens."""
+        n = (len(prompt_ids) - 1) // self.block_size * self.block_size
+        if not n:
+            return False
+        folder = os.path.join(self.shared_path, hashlib.sha256(json.dumps(prompt_ids[:n]).encode()).hexdigest())
+        if self.kv_role in ("kv_consumer", "kv_both") and os.path.exists(os.path.join(folder, "kv.json")):
+            log.info("ExampleConnector: loaded the KV of %d tokens from %s", n, folder)
+            return True
+        if self.kv_role in ("kv_producer", "kv_both"):
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, "kv.json"), "w") as f:
+                json.dump({"tokens": n, "engine_id": self.engine_id}, f)
+        return False
 
     def classify_kv_params(self, params: Any, request_id: str) -> str:
         """Return 'none' | 'ignored' | 'prefill' | 'decode' | 'invalid'."""

@@ -580,9 +580,11 @@ class Handler(BaseHTTPRequestHandler):
             internal = f"{req['request_id']}-0-{suffix}"
         req["internal_id"] = internal
         role = eng.classify_kv_params(req["kvp"], internal)
+        if eng.shared_path:
+            req["kv_pulled"] = eng.shared_kv(req["prompts"][0][1])
         ttft = eng.knobs.ttft_ms / 1000.0
         if role == "decode":
-            eng.pull_kv(req["kvp"], internal)  # sleeps kv_transfer_ms; may raise
+            req["kv_pulled"] = eng.pull_kv(req["kvp"], internal)  # sleeps kv_transfer_ms; may raise
             return role, 0.0
         return role, ttft
 
@@ -591,7 +593,12 @@ class Handler(BaseHTTPRequestHandler):
         m = self.st.engine.metrics
         now = time.monotonic()
         with m.lock:
-            m.prompt_tokens += sum(len(ids) for _t, ids in req["prompts"])
+            prompt = sum(len(ids) for _t, ids in req["prompts"])
+            # as vLLM: the pulled KV covers the prompt's full blocks but the last token, which decode computes
+            pulled = (prompt - 1) // self.st.engine.block_size * self.st.engine.block_size if req.get("kv_pulled") else 0
+            m.prompt_tokens += prompt
+            m.prompt_tokens_by_source["external_kv_transfer"] += pulled
+            m.prompt_tokens_by_source["local_compute"] += prompt - pulled
             for s in subs:
                 m.generation_tokens += len(s["ids"])
                 m.success[s["finish"]] += 1
