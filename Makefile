@@ -121,9 +121,11 @@ demo: testbed collection image-vllm image-router
 # The images build (mostly downloads and unpacking) while lint, sanity and the unit tests run, and the last ones
 # while the integration tests run; then the scenarios, one at a time.
 test: venv collection
-	@$(MAKE) --no-print-directory -j2 --output-sync=target checks images-bed
-	@$(MAKE) --no-print-directory -j2 --output-sync=target integration images-late
-	@$(MAKE) --no-print-directory molecule
+	@start=$$SECONDS; $(MAKE) --no-print-directory -j2 --output-sync=target checks images-bed; \
+	    echo "[test] lint, sanity, unit and the images of the integration tests: $$((SECONDS - start)) s"
+	@start=$$SECONDS; $(MAKE) --no-print-directory -j2 --output-sync=target integration images-late; \
+	    echo "[test] integration tests and the other images: $$((SECONDS - start)) s"
+	@start=$$SECONDS; $(MAKE) --no-print-directory molecule; echo "[test] molecule: $$((SECONDS - start)) s"
 
 checks:
 	@$(MAKE) --no-print-directory -j1 lint sanity unit

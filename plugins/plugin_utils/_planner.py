@@ -135,11 +135,11 @@ class Ports:
                                          "move one of them" % (port, service, instance, other["service"],
                                                                other["instance"], where)))
         else:
-            taken[port] = dict(host=host, port=port, service=service, instance=instance)
+            taken[port] = dict(host=host, port=port, service=service, instance=instance, variable=variable)
         return port
 
     def listeners(self, host):
-        return [dict(port=v["port"], service=v["service"], instance=v["instance"])
+        return [dict(port=v["port"], service=v["service"], instance=v["instance"], variable=v["variable"])
                 for k, v in sorted(self.by_address.get(self.address(host), {}).items())
                 if v["host"] == host and v["service"] != "reserved"]
 

@@ -1,6 +1,6 @@
 """Faults during a deploy, on the test bed with the engine simulator (prefill node1, decode node2, the front door on
 node3 behind an API key): an engine host that cannot be reached, a registry that refuses the login or is down, a host
-without room for a new image, and a deploy interrupted half way. Each run names the host and the cause; the front door is never started listing an
+without room for a new image, a deploy interrupted half way, and a planned port held by another process. Each run names the host and the cause; the front door is never started listing an
 engine that is not up; the next run converges (and a run after it changes nothing), with no container of the
 interrupted run recreated."""
 import os
@@ -118,4 +118,20 @@ def test_a_deploy_interrupted_half_way_is_finished_by_the_next_run(clean_bed, tm
     after = container_ids(["node1", "node2"])
     assert {name: after[name] for name in engines} == engines
     assert "llmserve-router" in container_ids(["node3"])
+    run(*args, "--tags", "clean_up")
+
+
+def test_a_port_held_by_another_process_stops_the_deploy_before_any_engine_starts(clean_bed, tmp_path):
+    args = inventory(tmp_path, "pd", GROUPS)
+    on_host("node2", "setsid python3 -m http.server 8000 --bind 172.31.240.12 >/dev/null 2>&1 < /dev/null & "
+                     "for i in $(seq 100); do curl -s -o /dev/null http://172.31.240.12:8000/ && exit 0; sleep 0.1; done")
+    try:
+        out = failing(*args)
+    finally:
+        on_host("node2", "pkill -f 'http.server 8000'")
+    assert re.search(r"fatal: \[node2\]: FAILED!.*port 8000 \(vllm-api of decode-node2\) is held by PID \d+ \(python3 -m "
+                     r"http\.server 8000 --bind 172\.31\.240\.12\); stop it, or move the port \(llmserve_vllm_port\)",
+                     out), out[-3000:]
+    assert container_ids(["node1", "node2", "node3"]) == {}   # no engine started, on any host
+    converges(args)
     run(*args, "--tags", "clean_up")

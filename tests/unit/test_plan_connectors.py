@@ -102,7 +102,8 @@ def test_mooncake_bootstrap_goes_to_the_prefill_of_a_host_in_both_groups_only():
     assert pre["mooncake_bootstrap_port"] == 8998 and pre["env"]["VLLM_MOONCAKE_BOOTSTRAP_PORT"] == "8998"
     assert "mooncake_bootstrap_port" not in dec and "VLLM_MOONCAKE_BOOTSTRAP_PORT" not in dec["env"]
     assert plan["hosts"]["both"]["listeners"].count(
-        {"port": 8998, "service": "mooncake-bootstrap", "instance": "prefill-both"}) == 1
+        {"port": 8998, "service": "mooncake-bootstrap", "instance": "prefill-both",
+         "variable": "llmserve_mooncake_bootstrap_port"}) == 1
     assert ports(plan, "both", "mooncake-bootstrap") == [8998]
 
 

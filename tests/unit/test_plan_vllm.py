@@ -54,8 +54,8 @@ def test_omni_prefill_ports_follow_the_kv_rank(shape):
         # node_port = global_port_base + port_offset.P + kv_rank stays held as omni-infer reserves it (a
         # single-node P opens nothing there); api = base_api_port + port_offset.P + kv_rank
         assert plan["hosts"]["p%d" % k]["listeners"] == [
-            {"port": 8000 + k, "service": "omni-node-port", "instance": "prefill-%d" % k},
-            {"port": 9000 + k, "service": "vllm-api", "instance": "prefill-%d" % k}]
+            {"port": 8000 + k, "service": "omni-node-port", "instance": "prefill-%d" % k, "variable": "node_port"},
+            {"port": 9000 + k, "service": "vllm-api", "instance": "prefill-%d" % k, "variable": "api_port"}]
         assert inst["endpoints"] == ["http://%s%d:%d" % (base, k + 1, 9000 + k)]
         m = member(plan, "prefill-%d" % k, "p%d" % k)
         assert m["node_port"] == 8000 + k and m["container"] == "llmserve-prefill-%d" % k
@@ -114,8 +114,9 @@ def test_omni_proxy_and_front_door_backends(shape):
     # C: proxy_port + node_rank, on p0's machine beside p0's ports
     assert door["host"] == "c0" and door["url"] == "http://%s1:7000" % base
     assert plan["hosts"]["c0"]["address"] == plan["hosts"]["p0"]["address"]
-    assert plan["hosts"]["c0"]["listeners"] == [{"port": 7000, "service": "front-door", "instance": "front-door"},
-                                                {"port": 29000, "service": "front-door-metrics", "instance": "front-door"}]
+    assert plan["hosts"]["c0"]["listeners"] == [
+        {"port": 7000, "service": "front-door", "instance": "front-door", "variable": "proxy_port"},
+        {"port": 29000, "service": "front-door-metrics", "instance": "front-door", "variable": "llmserve_proxy_metrics_port"}]
     # the router's argv lists exactly these backends, in this order
     argv = door["members"][0]["argv"]
     assert [argv[i + 1] for i, a in enumerate(argv) if a == "--prefill"] == door["backends"]["prefill"]
@@ -159,8 +160,8 @@ def test_omni_prefill_hosts_sharing_host_ip_are_one_tp_group_led_by_that_host():
     assert inst["endpoints"] == ["http://10.0.0.2:9001"]
     # node_port is the TP group's torch.distributed master port, on the master only
     assert plan["hosts"]["p1"]["listeners"] == [
-        {"port": 8001, "service": "vllm-master", "instance": "prefill-1"},
-        {"port": 9001, "service": "vllm-api", "instance": "prefill-1"}]
+        {"port": 8001, "service": "vllm-master", "instance": "prefill-1", "variable": "node_port"},
+        {"port": 9001, "service": "vllm-api", "instance": "prefill-1", "variable": "api_port"}]
     assert listener_ports(plan, "p2") == []
     assert plan["front_door"]["backends"]["prefill"] == ["http://10.0.0.1:9000", "http://10.0.0.2:9001"]
     for rank, host in enumerate(["p1", "p2"]):
@@ -195,7 +196,8 @@ def test_omni_decode_on_one_device_runs_no_data_parallel():
     m = member(plan, "decode-0", "d0")
     assert m["container"] == "llmserve-decode-0-r0" and m["devices"] == [3] and m["port"] == 9100
     assert not [a for a in m["argv"] if a.startswith("--data-parallel")]
-    assert plan["hosts"]["d0"]["listeners"][0] == {"port": 8100, "service": "omni-node-port", "instance": "decode-0"}
+    assert plan["hosts"]["d0"]["listeners"][0] == {"port": 8100, "service": "omni-node-port", "instance": "decode-0",
+                                                     "variable": "node_port"}
     check_argv_opens_the_listeners(plan)
 
 
