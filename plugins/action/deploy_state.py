@@ -15,7 +15,8 @@ from ansible_collections.llmserve.cluster.plugins.plugin_utils._planner import O
 
 COLLECTION = Path(__file__).resolve().parents[2]
 # variables that change how a run goes, not what it leaves on the hosts
-RUN_ONLY = frozenset(("llmserve_full_run", "llmserve_any_errors_fatal"))
+RUN_ONLY = frozenset(("llmserve_full_run", "llmserve_any_errors_fatal", "llmserve_upgrade_batch",
+                      "llmserve_upgrade_drain_timeout", "llmserve_remove", "llmserve_confirm"))
 
 
 def code_digest():
@@ -59,6 +60,13 @@ def host_lists(entry):
         + [dict(c) for w in workloads for c in w.get("checks") or []])
 
 
+def workload_digests(entry, hostvars):
+    """One digest per workload of the host: what it runs, its files, and its secrets by value."""
+    return {w["name"]: hashlib.sha256(json.dumps(
+        [w, [hostvars[ref[0]].get(ref[1]) for ref in secret_refs(w)]], sort_keys=True, default=str).encode()).hexdigest()
+        for w in entry.get("workloads") or []}
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
 
@@ -81,7 +89,8 @@ class ActionModule(ActionBase):
             secrets={"%s/%s" % ref: hostvars[ref[0]].get(ref[1]) for ref in sorted(set(secret_refs(plan)))},
             code=code_digest())
         digest = hashlib.sha256(json.dumps(wanted, sort_keys=True, default=str).encode()).hexdigest()
-        args = dict(self._task.args, digest=digest, **host_lists(plan["hosts"][host]))
+        args = dict(self._task.args, digest=digest, workloads=workload_digests(plan["hosts"][host], hostvars),
+                    **host_lists(plan["hosts"][host]))
         result.update(self._execute_module(module_name="llmserve.cluster.deploy_state", module_args=args,
                                            task_vars=task_vars))
         return result

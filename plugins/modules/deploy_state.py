@@ -64,6 +64,13 @@ options:
         description: The image reference it runs.
         type: str
         required: true
+  workloads:
+    description:
+      - A digest of each workload as the plan has it (its container or unit, files and secrets by value), by name. The
+        record keeps them, and O(state=check) returns the workloads whose digest, container or image differ in
+        RV(differing): those a deploy replaces, which an upgrade takes out of the front door first.
+    type: dict
+    default: {}
   units:
     description: The host's systemd units.
     type: list
@@ -111,6 +118,9 @@ options:
           - A regular expression that a line of the answer must match (multiline), besides HTTP 200; for example
             that an Xinference model is READY in the supervisor's metrics.
         type: str
+      mismatch:
+        description: What to say when no line matches O(probes[].expect) (by default, the expression).
+        type: str
   path:
     description: Where the record lives on the host (mode 0600).
     type: path
@@ -148,6 +158,12 @@ recorded:
   description: Whether O(state=record) wrote the record (would write it, in check mode).
   returned: with O(state=record)
   type: bool
+differing:
+  description: The workloads a deploy would replace or start (see O(workloads)); all of them with no record.
+  returned: with O(state=check)
+  type: list
+  elements: str
+  sample: [llmserve-prefill-node1]
 health:
   description: Each readiness check's answer.
   returned: always
@@ -196,7 +212,7 @@ def probe(p, daemon, unreachable):
         with open_url(url, timeout=5, ca_path=p["ca"], client_cert=p["cert"], client_key=p["key"]) as response:
             status, error = response.status, None
             if p.get("expect") and not re.search(p["expect"], response.read().decode("utf-8", "replace"), re.M):
-                status, error = -1, "no line of its answer matches %s" % p["expect"]
+                status, error = -1, p.get("mismatch") or "no line of its answer matches %s" % p["expect"]
     except HTTPError as e:
         status, error = e.code, str(e)
     except (URLError, OSError, HTTPException, UrlError) as e:
@@ -223,14 +239,18 @@ def current(module, daemon):
     """What the host runs now, as the record holds it."""
     p = module.params
     return dict(digest=p["digest"], docker=daemon.get_json("/version").get("Version") if daemon else None,
+                workloads=p["workloads"],
                 containers={c["name"]: (container(daemon, c["name"]) or [None])[0] if daemon else None
                             for c in p["containers"]},
                 files={path: checksum(path) for path in p["files"]})
 
 
-def differences(module, daemon, unreachable, record, health):
-    """Why the host is not as recorded, or not healthy, one line each ([] when it is)."""
+def differences(module, daemon, unreachable, record, health, differing):
+    """Why the host is not as recorded, or not healthy, one line each ([] when it is); the workloads a deploy
+    would replace or start go into `differing`."""
     p = module.params
+    recorded = (record or {}).get("workloads") or {}
+    differing.update(name for name, digest in p["workloads"].items() if recorded.get(name) != digest)
     if record is None:
         return ["no deploy recorded on this host (%s)" % p["path"]]
     if record.get("digest") != p["digest"]:
@@ -241,7 +261,7 @@ def differences(module, daemon, unreachable, record, health):
         if daemon.get_json("/version").get("Version") != record.get("docker"):
             return ["the Docker engine changed since the last deploy"]
     reasons = []
-    images = {}
+    images, due_images = {}, set()
     for name in p["images"]:
         try:
             repository, tag, local, remote, due = image_state(module, daemon, name)
@@ -249,10 +269,12 @@ def differences(module, daemon, unreachable, record, health):
             reasons.append("cannot ask the registry for %s: %s" % (name, e))
             continue
         if due:
+            due_images.add(name)
             reasons.append("image %s is missing or the registry holds another digest" % name)
         images[name] = local and local["Id"]
     for c in p["containers"]:
         found = container(daemon, c["name"])
+        before = len(reasons)
         if found is None:
             reasons.append("container %s is missing" % c["name"])
         elif found[0] != (record.get("containers") or {}).get(c["name"]):
@@ -261,6 +283,8 @@ def differences(module, daemon, unreachable, record, health):
             reasons.append("container %s is %s" % (c["name"], found[3]))
         elif c["image"] in images and found[2] != images[c["image"]]:
             reasons.append("container %s runs another image than %s names" % (c["name"], c["image"]))
+        if len(reasons) > before or c["image"] in due_images:
+            differing.add(c["name"])
     for unit in p["units"]:
         active = unit_active(module, unit)
         if active != "active":
@@ -278,7 +302,8 @@ def differences(module, daemon, unreachable, record, health):
 def main():
     probe_spec = dict(name=dict(type="str", required=True), url=dict(type="str"), command=dict(type="list", elements="str"),
                       path=dict(type="str", default="/health"), ca=dict(type="path"), cert=dict(type="path"),
-                      key=dict(type="path", no_log=False), expect=dict(type="str"))
+                      key=dict(type="path", no_log=False), expect=dict(type="str"),
+                      mismatch=dict(type="str"))
     module = AnsibleModule(
         argument_spec=dict(
             state=dict(type="str", choices=["check", "record", "absent"], default="check"),
@@ -286,6 +311,7 @@ def main():
             images=dict(type="list", elements="str", default=[]),
             containers=dict(type="list", elements="dict", default=[],
                             options=dict(name=dict(type="str", required=True), image=dict(type="str", required=True))),
+            workloads=dict(type="dict", default={}),
             units=dict(type="list", elements="str", default=[]),
             files=dict(type="list", elements="path", default=[]),
             probes=dict(type="list", elements="dict", default=[], options=probe_spec,
@@ -328,10 +354,12 @@ def main():
                 os.replace(p["path"] + ".new", p["path"])
             reasons = []
         else:
+            differing = set()
             try:
-                reasons = differences(module, daemon, unreachable, record, result["health"])
+                reasons = differences(module, daemon, unreachable, record, result["health"], differing)
             except ERRORS as e:
                 reasons = ["cannot read what the host runs: %s" % e]
+            result["differing"] = sorted(differing)
     except ERRORS as e:
         module.fail_json(msg="recording what the host runs failed: %s" % e, exception=traceback.format_exc())
     module.exit_json(converged=not reasons, reasons=reasons, **result)

@@ -540,7 +540,8 @@ def _front_door(inv, ports, entries, group):
     address, door_url = inv.address(host), url(inv.address(host), port)
     retries = inv.integer(host, "llmserve_proxy_retries", 0)
     keyed = bool(inv.get(host, "llmserve_api_key"))
-    door = dict(host=host, url=door_url, health_url=door_url + "/health", members=[], api_key=keyed)
+    model = str(inv.get(entries[0]["master"], "llmserve_served_model_name") or inv.get(entries[0]["master"], "llmserve_model"))
+    door = dict(host=host, url=door_url, health_url=door_url + "/health", members=[], api_key=keyed, model=model)
     kind = inv.get(host, "llmserve_proxy_type")
     if kind not in PROXY_TYPES:
         inv.problem(host, "llmserve_proxy_type", "must be one of %s, got %r" % (", ".join(PROXY_TYPES), kind))
@@ -557,7 +558,7 @@ def _front_door(inv, ports, entries, group):
         metrics = ports.claim(host, inv.integer(host, "llmserve_proxy_metrics_port", 1), "front-door-metrics",
                               "front-door", "llmserve_proxy_metrics_port")
         door.update(kind="vllm-router", backends=backends, metrics_port=metrics)
-        door["members"].append(_router(inv, host, entries, listen, metrics, retries))
+        door["members"].append(_router(inv, host, entries, listen, metrics, retries, model))
         if not keyed:   # with a key, nginx's /health asks the router's /readiness
             door["health_url"] = door_url + READINESS
     if door["kind"] != "vllm-router" or keyed:
@@ -633,28 +634,56 @@ def _max_num_seqs(entries, kind):
 READINESS = "/readiness"
 
 
-def _router(inv, host, entries, listen, metrics, retries):
-    """vllm-router in PD mode: its backends are the plan's API servers, so they always match the engines."""
+def _router(inv, host, entries, listen, metrics, retries, model):
+    """vllm-router: its workers are the plan's API servers, so they always match the engines. In igw mode (the
+    default) it starts with none and the front door registers them through its admin API (POST/DELETE /workers),
+    which lets an upgrade or a scale-out take an engine out and put one in without restarting the router; in pd mode
+    they are its arguments, and a changed pool restarts it (docs/deploy.md, Upgrade and scale)."""
+    workers = [dict(url=url(m["address"], m["port"]), worker_type=e["kind"][len("vllm_"):], model_id=model,
+                    instance=e["name"], host=m["host"])
+               for e in entries for m in e["members"] if "port" in m]
+    mooncake = any("mooncake_bootstrap_port" in m for e in entries for m in e["members"])
+    mode = inv.get(host, "llmserve_proxy_router_mode") or ("pd" if mooncake else "igw")
+    address = inv.address(host)
+    common = ["--host", listen[0], "--port", str(listen[1]), "--prometheus-host", address,
+              "--prometheus-port", str(metrics),
+              "--health-check-interval-secs", str(inv.integer(host, "llmserve_proxy_health_check_interval", 1))]
+    extra = [str(a) for a in inv.get(host, "llmserve_proxy_extra_args") or []]
+    member = dict(host=host, role="router", container="llmserve-router", image=inv.get(host, "llmserve_proxy_image"),
+                  listen=list(listen), health_url=url(*listen, path=READINESS), log_options=log_options(inv, host),
+                  workers=workers, mode=mode)
+    if mode == "igw":
+        if mooncake:
+            inv.problem(host, "llmserve_proxy_router_mode", "vllm-router 0.1.17 in igw mode sends no Mooncake bootstrap "
+                        "data for workers added at runtime; set it to pd for MooncakeConnector")
+        folder = "%s/front-door" % inv.get(host, "llmserve_config_dir")
+        files = dict(script=folder + "/router_start.py", workers=folder + "/router_workers.json")
+        # /workers must list exactly the plan's workers: their count, and each with its type and model
+        expect = "^" + "".join('(?=.*"url":"%s","model_id":"%s"[^{}]*"worker_type":"%s")'
+                               % (re.escape(w["url"]), re.escape(w["model_id"]), w["worker_type"]) for w in workers)
+        member.update(argv=["python3", files["script"], files["workers"], "vllm-router", "--enable-igw"] + common + extra,
+                      igw=files, volumes=["%s:%s:ro" % (folder, folder)],
+                      checks=[dict(name="llmserve-router workers", url=url(*listen), path="/workers",
+                                   expect=expect + '.*"total":%d[,}]' % len(workers),
+                                   mismatch="it does not list exactly the plan's %d workers (%s)" % (
+                                       len(workers), ", ".join("%s %s" % (w["worker_type"], w["url"]) for w in workers)))])
+        return member
     argv = ["vllm-router", "--vllm-pd-disaggregation"]
     for entry in entries:
-        for member in entry["members"]:
-            if "port" in member:
-                argv += ["--" + entry["kind"][len("vllm_"):], url(member["address"], member["port"])]
-                if "mooncake_bootstrap_port" in member:
-                    argv.append(str(member["mooncake_bootstrap_port"]))
-    if any("mooncake_bootstrap_port" in m for e in entries for m in e["members"]):
+        for m in entry["members"]:
+            if "port" in m:
+                argv += ["--" + entry["kind"][len("vllm_"):], url(m["address"], m["port"])]
+                if "mooncake_bootstrap_port" in m:
+                    argv.append(str(m["mooncake_bootstrap_port"]))
+    if mooncake:
         argv += ["--kv-connector", "mooncake"]
-    address = inv.address(host)
-    argv += ["--host", listen[0], "--port", str(listen[1]), "--prometheus-host", address,
-             "--prometheus-port", str(metrics), "--health-check-endpoint", "/health",
-             "--health-check-interval-secs", str(inv.integer(host, "llmserve_proxy_health_check_interval", 1)),
-             "--health-failure-threshold", str(inv.integer(host, "llmserve_proxy_max_fails", 1)),
-             # a restarted router binds its port once one prefill and one decode answer; it asks each second, not 30
-             "--worker-startup-check-interval", "1"]
+    argv += common + ["--health-check-endpoint", "/health",
+                      "--health-failure-threshold", str(inv.integer(host, "llmserve_proxy_max_fails", 1)),
+                      # a restarted router binds its port once one prefill and one decode answer; it asks each second
+                      "--worker-startup-check-interval", "1"]
     argv += ["--retry-max-retries", str(retries)] if retries else ["--disable-retries"]
-    argv += [str(a) for a in inv.get(host, "llmserve_proxy_extra_args") or []]
-    return dict(host=host, role="router", container="llmserve-router", image=inv.get(host, "llmserve_proxy_image"), argv=argv,
-                listen=list(listen), health_url=url(*listen, path=READINESS), log_options=log_options(inv, host))
+    member.update(argv=argv + extra)
+    return member
 
 
 def _omni_accelerator(inv):

@@ -90,14 +90,17 @@ def _front_door(inv, door):
     out = []
     for m in door.get("members", []):
         host = m["host"]
-        config = (m.get("nginx") or {}).get("config")
+        # nginx restarts when its configuration changed, vllm-router in igw mode when its start script did (not its
+        # worker list: the proxy role registers a changed one at runtime)
+        config = (m.get("nginx") or {}).get("config") or (m.get("igw") or {}).get("script")
         delay = inv.integer(host, "llmserve_proxy_health_delay", 1)
         out.append((host, workload(
             m["container"], "front_door", "front-door",
             container=_container(m, volumes=m.get("volumes"),
                                  stop_timeout=inv.integer(host, "llmserve_proxy_stop_timeout", 0)),
             ready=_ready(m["health_url"], inv.integer(host, "llmserve_proxy_health_retries", 1) * delay, delay),
-            restart_after=[config] if config else [], remove=[posixpath.dirname(config)] if config else [])))
+            restart_after=[config] if config else [], remove=[posixpath.dirname(config)] if config else [],
+            checks=m.get("checks") or [])))
     return out
 
 

@@ -1,6 +1,8 @@
 """The real 2P1D vLLM cluster on the test bed: a re-run on the converged cluster only checks it (one module per
 host) and a change by hand or in the inventory is found and deployed; a prefill engine killed under a request stream
-costs no request that starts 1 s or more after the kill, comes back by itself and is used again, stop_server stops
+costs no request that starts 3 s or more after the kill, comes back by itself and is used again; a changed argument of
+the prefill engines is rolled by upgrade.yml, a third prefill engine added by site.yml and taken out by remove.yml, each
+under a request stream with no failed request and the router's worker list right after each; stop_server stops
 gracefully, and clean_up leaves nothing of ours on the hosts."""
 import json
 import re
@@ -15,6 +17,7 @@ from conftest import REPO, ansible_playbook, on_host
 sys.path.insert(0, str(REPO / "bench"))
 from failover import kill, served, used_again, wait as until  # noqa: E402  (the bench's client code, one for both)
 from request_stream import Stream, summary  # noqa: E402
+from rolling import inventory, playbook, under_stream  # noqa: E402
 
 EXAMPLE = REPO / "tests" / "testbed" / "inventories" / "testbed_2p1d"
 SITE = REPO / "playbooks" / "site.yml"
@@ -106,12 +109,17 @@ def test_converged_rerun_drift_kill_stop_start_and_clean_up(clean_bed):
     at = kill(host, container)   # when it died, by Docker's clock
     after_kill = served(host, container)
     time.sleep(8)
-    figures = summary(stream.stop(), at)
+    # vllm-router in igw mode takes a worker added at runtime out after 3 failed health checks (its own threshold,
+    # not --health-failure-threshold), one a second: requests of the first 3 s may fail (docs/deploy.md)
+    figures = summary(stream.stop(), at, grace=3.0)
     assert figures["failed_after_grace"] == 0 and figures["requests"] >= 18, figures
     assert until(lambda: healthy(PREFILL[host] + "/health"), timeout=300), host
     assert used_again(host, container, after_kill), "the router never sent %s a request again" % host
     after = on_host(host, "docker inspect -f '{{.RestartCount}}' " + container).stdout.strip()
     assert int(after) == int(restarts) + 1
+
+    # upgrade, scale out, scale in: each under a request stream, with no failed request
+    upgrade_scale_and_remove(Path(tempfile.mkdtemp()))
 
     # stop_server stops gracefully (SIGTERM: vLLM exits 0, not 137); a plain run starts them again
     res = ansible_playbook(SITE, "-i", str(EXAMPLE), "--tags", "stop_server")
@@ -127,3 +135,62 @@ def test_converged_rerun_drift_kill_stop_start_and_clean_up(clean_bed):
     for host in ("node1", "node2", "node3", "node4"):
         left = on_host(host, "docker ps -aq --filter label=io.llmserve.cluster; ls /etc/llmserve 2>/dev/null; ls /var/lib/llmserve 2>/dev/null")
         assert left.stdout.strip() == "", (host, left.stdout)
+
+
+def workers():
+    """The router's workers, as (url, pool); None while it does not answer."""
+    try:
+        with urllib.request.urlopen(ROUTER + "/workers", timeout=10) as resp:
+            return sorted((w["url"], w["worker_type"]) for w in json.loads(resp.read())["workers"])
+    except OSError:
+        return None
+
+
+def container_ids(*hosts):
+    return {h: on_host(h, "docker ps -q --no-trunc --filter label=io.llmserve.cluster").stdout.split() for h in hosts}
+
+
+def upgrade_scale_and_remove(folder):
+    base = sorted([(url, "prefill") for url in PREFILL.values()] + [("http://172.31.240.13:8000", "decode")])
+    third = ("http://172.31.240.15:8000", "prefill")
+    assert workers() == base
+
+    # an argument of every engine changed: the one decode cannot be replaced while it serves; nothing is touched
+    before = container_ids("node1", "node2", "node3", "node4")
+    run = playbook("upgrade.yml", EXAMPLE, "-e", '{"llmserve_vllm_extra_args": ["--enforce-eager", "--kv-cache-memory-'
+                   'bytes", "256M", "--max-model-len", "512", "--max-num-seqs", "32"]}')
+    assert run.returncode != 0 and "nothing was changed; a rolling upgrade cannot go on: replacing node3 together would " \
+        "leave no decode engine to serve (the pool has decode-node3)" in " ".join(run.stdout.split()), run.stdout[-3000:]
+    assert container_ids("node1", "node2", "node3", "node4") == before and workers() == base
+
+    # the prefill engines' argument changed: rolled one host at a time, each out of the router while it is replaced
+    changed = inventory(folder / "changed", changed=True)
+    run, figures = under_stream("upgrade.yml", changed, period=2.0)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert figures["failed"] == 0 and figures["requests"] >= 20, figures
+    rolled = [line for line in run.stdout.splitlines() if line.startswith("PLAY [Roll the engines")]
+    assert len(rolled) == 2, rolled   # serial: one play run per batch of one host
+    after = container_ids("node1", "node2", "node3", "node4")
+    assert all(after[h] != before[h] for h in PREFILL) and after["node3"] == before["node3"], (before, after)
+    assert after["node4"] == before["node4"] and workers() == base
+    args = on_host("node1", "docker inspect -f '{{json .Args}}' llmserve-prefill-node1").stdout
+    assert '"--max-num-seqs","32"' in args.replace(", ", ","), args
+
+    # a third prefill engine: only it starts, the router learns it with no restart
+    scaled = inventory(folder / "third", changed=True, third=True)
+    run, figures = under_stream("site.yml", scaled, period=2.0)
+    assert run.returncode == 0 and figures["failed"] == 0, (figures, run.stdout[-3000:])
+    assert container_ids("node1", "node2", "node3", "node4") == after
+    assert workers() == sorted(base + [third])
+
+    # remove.yml asks first (no answer here: nothing changes), then takes node5's engine out, drains and removes it
+    run = playbook("remove.yml", scaled, "-e", "llmserve_remove=node5")
+    assert run.returncode != 0 and "not confirmed; nothing was changed" in run.stdout, run.stdout[-2000:]
+    assert workers() == sorted(base + [third])
+    run, figures = under_stream("remove.yml", scaled, "-e", "llmserve_remove=node5", "-e", "llmserve_confirm=yes",
+                                period=2.0)
+    assert run.returncode == 0 and figures["failed"] == 0, (figures, run.stdout[-3000:])
+    assert workers() == base and container_ids("node5") == {"node5": []}
+    assert container_ids("node1", "node2", "node3", "node4") == after
+    assert on_host("node4", "docker restart llmserve-router").returncode == 0   # its start list forgot node5 too
+    assert until(lambda: healthy(ROUTER + "/readiness") and workers() == base, timeout=60), workers()

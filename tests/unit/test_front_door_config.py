@@ -175,9 +175,9 @@ def test_ipv6_addresses_are_bracketed_in_every_url_and_in_nginx(tmp_path):
 
     pd = plan_of(*native(["p0"], ["d0"], p0=dict(ansible_host="fd00:1::1"), d0=dict(ansible_host="fd00:1::2"),
                          router=dict(ansible_host="fd00:1::3")))
-    argv = pd["front_door"]["members"][0]["argv"]
-    assert argv[argv.index("--prefill") + 1] == "http://[fd00:1::1]:8000"
-    assert argv[argv.index("--decode") + 1] == "http://[fd00:1::2]:8000"
+    router = pd["front_door"]["members"][0]
+    assert [(w["url"], w["worker_type"]) for w in router["workers"]] == [
+        ("http://[fd00:1::1]:8000", "prefill"), ("http://[fd00:1::2]:8000", "decode")]
     assert pd["front_door"]["health_url"] == "http://[fd00:1::3]:10001/readiness"
 
 
@@ -202,12 +202,15 @@ def test_a_dead_backend_is_taken_out_after_max_fails_and_tried_again_after_fail_
         "error", "timeout", "http_502", "http_503", "http_504", "non_idempotent"]
 
     # vllm-router: health checks each `interval` s, out after max_fails failed checks (it takes no passive hint,
-    # and in PD mode it retries nothing: docs/deploy.md, "When an engine dies")
-    plan = plan_of(*native(["p0", "p1"], ["d0"], router=knobs))
+    # and in PD mode it retries nothing: docs/deploy.md, "When an engine dies"); in igw mode the threshold of
+    # workers added at runtime is the router's own (3), so only the interval is given
+    plan = plan_of(*native(["p0", "p1"], ["d0"], router=dict(knobs, llmserve_proxy_router_mode="pd")))
     argv = plan["front_door"]["members"][0]["argv"]
     for flag_, value in (("--health-check-interval-secs", interval), ("--health-failure-threshold", fails),
                          ("--worker-startup-check-interval", "1")):
         assert argv[argv.index(flag_) + 1] == value, argv
+    argv = plan_of(*native(["p0", "p1"], ["d0"], router=knobs))["front_door"]["members"][0]["argv"]
+    assert argv[argv.index("--health-check-interval-secs") + 1] == interval and "--health-failure-threshold" not in argv
     # the router is ready while one prefill and one decode are (its /health fails while any one backend is down)
     assert plan["front_door"]["health_url"] == "http://10.1.0.13:10001/readiness"
     assert plan["front_door"]["members"][0]["health_url"] == "http://10.1.0.13:10001/readiness"

@@ -431,7 +431,7 @@ def test_api_key_reaches_replicas_by_reference_never_by_value():
     (0, ["--disable-retries"], "--retry-max-retries"),
 ])
 def test_router_retries(retries, expected, absent):
-    plan = good(*native(["p0"], ["d0"], router=dict(llmserve_proxy_retries=retries)))
+    plan = good(*native(["p0"], ["d0"], router=dict(llmserve_proxy_retries=retries, llmserve_proxy_router_mode="pd")))
     argv = plan["front_door"]["members"][0]["argv"]
     start = argv.index(expected[0])
     assert argv[start:start + len(expected)] == expected and absent not in argv

@@ -83,7 +83,7 @@ def effective_listeners(plan):
     for door in plan["front_doors"]:
         address = plan["hosts"][door["host"]]["address"]
         for member in door["members"]:
-            if member["argv"][0] == "vllm-router":
+            if "vllm-router" in member["argv"][:4]:   # itself, or behind its igw start script
                 argv = member["argv"]
                 host, port = argv[argv.index("--host") + 1], int(argv[argv.index("--port") + 1])
                 # a router behind nginx listens on the loopback of the same machine

@@ -117,10 +117,10 @@ def test_omni_proxy_and_front_door_backends(shape):
     assert plan["hosts"]["c0"]["listeners"] == [
         {"port": 7000, "service": "front-door", "instance": "front-door", "variable": "proxy_port"},
         {"port": 29000, "service": "front-door-metrics", "instance": "front-door", "variable": "llmserve_proxy_metrics_port"}]
-    # the router's argv lists exactly these backends, in this order
-    argv = door["members"][0]["argv"]
-    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--prefill"] == door["backends"]["prefill"]
-    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--decode"] == door["backends"]["decode"]
+    # the router is given exactly these backends, in this order
+    workers = door["members"][0]["workers"]
+    assert [w["url"] for w in workers if w["worker_type"] == "prefill"] == door["backends"]["prefill"]
+    assert [w["url"] for w in workers if w["worker_type"] == "decode"] == door["backends"]["decode"]
     assert door["backends"]["prefill"] == ["http://%s%d:%d" % (base, k + 1, 9000 + k) for k in range(n_p)]
     assert door["backends"]["decode"] == ["http://%s%d:%d" % (base, n_p + 1 + r, port)
                                           for r in range(n_d) for port in range(9000 + d_offset + r,
