@@ -67,8 +67,8 @@ options:
   workloads:
     description:
       - A digest of each workload as the plan has it (its container or unit, files and secrets by value), by name. The
-        record keeps them, and O(state=check) returns the workloads whose digest, container or image differ in
-        RV(differing): those a deploy replaces, which an upgrade takes out of the front door first.
+        record keeps them, and O(state=check) returns in RV(differing) the workloads whose digest, container or image
+        differ (those a deploy replaces, which an upgrade takes out of the front door first).
     type: dict
     default: {}
   units:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: llmserve.cluster contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Start vllm-router in --enable-igw mode and register the workers of a JSON file with it.
