@@ -299,10 +299,11 @@ def build_plan(groups, hostvars):
                     "inventory host in both groups, or give each its own machine" % (inv.address(host), first, things[0]))
     if inv.problems:
         raise PlanError(inv.problems)
+    peers = _peers(inv, ports, hosts, instances, doors)
     plan = dict(
         version=PLAN_VERSION,
         hosts={h: dict(address=inv.address(h), accelerator=inv.get(h, "llmserve_accelerator"),
-                       listeners=ports.listeners(h), images=_images(h, instances, doors),
+                       listeners=ports.listeners(h), peers=peers.get(h, []), images=_images(h, instances, doors),
                        workloads=workloads.get(h, []),
                        groups=_workloads.groups(workloads.get(h, []), inv.get(h, "llmserve_accelerator")))
                for h in hosts},
@@ -311,6 +312,39 @@ def build_plan(groups, hostvars):
         front_doors=doors,
     )
     return json.loads(json.dumps(plan))   # proves it serialises and hands out plain data
+
+
+# Who opens a connection to a listener, by its service: the preflight stage checks each such path before any engine
+# starts. Ports only clients outside the cluster use (front doors, dashboards, metrics) are not listed.
+SAME_INSTANCE = ("vllm-dp-rpc", "vllm-master", "omni-node-port")     # the other hosts of a multi-host engine
+FROM_DECODE = ("nixl-side-channel", "mooncake-bootstrap", "llmdatadist-rpc")   # decode reads prefill's KV
+FROM_FRONT_DOOR = ("vllm-api",)                                      # the front door sends it requests
+RAY_NODES = ("ray-gcs", "ray-node-manager", "ray-object-manager")    # every other node of the Ray cluster
+
+
+def _peers(inv, ports, hosts, instances, doors):
+    """{host: [the listeners of other hosts it connects to, with their host and address]}."""
+    by_name = {i["name"]: i for i in instances}
+    ray = sorted({h for i in instances if i["kind"] in ("ray_head", "ray_worker") for h in i["hosts"]})
+    decode = sorted({h for i in instances if i["kind"] == "vllm_decode" for h in i["hosts"]})
+    found = {}
+    for target in hosts:
+        for listener in ports.listeners(target):
+            service, instance = listener["service"], by_name.get(listener["instance"])
+            if service in SAME_INSTANCE and instance:
+                clients = instance["hosts"]
+            elif service in FROM_DECODE and instance and instance["kind"] == "vllm_prefill":
+                clients = decode
+            elif service in FROM_FRONT_DOOR:
+                clients = [d["host"] for d in doors]
+            elif service in RAY_NODES:
+                clients = ray
+            else:
+                continue
+            for client in clients:
+                if inv.address(client) != inv.address(target):
+                    found.setdefault(client, []).append(dict(listener, peer=target, address=inv.address(target)))
+    return {h: sorted(items, key=lambda x: (x["peer"], x["port"])) for h, items in found.items()}
 
 
 def _images(host, instances, doors):

@@ -121,7 +121,8 @@ def test_a_deploy_interrupted_half_way_is_finished_by_the_next_run(clean_bed, tm
     run(*args, "--tags", "clean_up")
 
 
-def test_a_port_held_by_another_process_stops_the_deploy_before_any_engine_starts(clean_bed, tmp_path):
+def test_a_port_held_by_another_process_or_blocked_between_hosts_stops_the_deploy_before_any_engine_starts(
+        clean_bed, tmp_path):
     args = inventory(tmp_path, "pd", GROUPS)
     on_host("node2", "setsid python3 -m http.server 8000 --bind 172.31.240.12 >/dev/null 2>&1 < /dev/null & "
                      "for i in $(seq 100); do curl -s -o /dev/null http://172.31.240.12:8000/ && exit 0; sleep 0.1; done")
@@ -133,5 +134,19 @@ def test_a_port_held_by_another_process_stops_the_deploy_before_any_engine_start
                      r"http\.server 8000 --bind 172\.31\.240\.12\); stop it, or move the port \(llmserve_vllm_port\)",
                      out), out[-3000:]
     assert container_ids(["node1", "node2", "node3"]) == {}   # no engine started, on any host
+
+    # a firewall on node1 drops the front door's (node3's) connections to its engine's port: found before any engine
+    # starts, though nothing listens there yet (each host listens on its planned ports while its peers connect)
+    rule = "INPUT -p tcp --dport 8000 -s 172.31.240.13 -j DROP"
+    on_host("node1", "iptables -I " + rule)
+    try:
+        out = failing(*args)
+    finally:
+        on_host("node1", "iptables -D " + rule)
+    assert "fatal: [node3]: FAILED!" in out and "node3 cannot reach node1 at 172.31.240.11 port 8000 (vllm-api of " \
+        "prefill-node1, set by llmserve_vllm_port): no answer within 3 s (dropped on the way); open TCP 8000 from node3 " \
+        "to node1 (firewall, security group)" in out, out[-3000:]
+    assert container_ids(["node1", "node2", "node3"]) == {}
+    assert on_host("node1", "ss -ltn | grep -c ':8000 '").stdout.strip() == "0"   # the check's listener is gone
     converges(args)
     run(*args, "--tags", "clean_up")

@@ -153,11 +153,13 @@ def test_adding_an_instance_moves_nothing_that_runs(topology, role, position, de
     for inst in after["instances"]:
         if inst["name"] in old:
             assert inst == old[inst["name"]]   # hosts, ranks, ports, argv, env, endpoints: all unchanged
-    def running(entry):   # the front door's own argv lists the backends, which grow (checked below)
-        return dict(entry, workloads=[w for w in entry["workloads"] if w["system"] != "front_door"])
+    def running(entry):   # the front door's own argv lists the backends, which grow (checked below), as do the
+        # ports a host connects to
+        return dict(entry, workloads=[w for w in entry["workloads"] if w["system"] != "front_door"], peers=None)
 
     for host, entry in before["hosts"].items():
         assert running(after["hosts"][host]) == running(entry)
+        assert all(p in after["hosts"][host]["peers"] for p in entry["peers"])
     door_before, door_after = before["front_door"], after["front_door"]
     assert door_after["url"] == door_before["url"]
     for side, urls in door_before["backends"].items():

@@ -1,0 +1,61 @@
+"""Peer reachability before any engine starts: the plan's peers (who connects to which port of which host) and
+port_reach (listen where peers will connect, connect to every peer port), on loopback."""
+import socket
+import threading
+import time
+
+from plan_inventories import native, plan_of
+from sim_process import free_port
+from test_image_pull import home, run_module  # noqa: F401 (fixture)
+
+from ansible_collections.llmserve.cluster.plugins.modules.port_reach import reach, serve
+
+
+def peers(plan, host):
+    return [(p["peer"], p["port"], p["service"], p["variable"]) for p in plan["hosts"][host]["peers"]]
+
+
+def test_the_plan_says_who_connects_to_which_port():
+    plan = plan_of(*native(["p0"], ["d0"], common=dict(llmserve_kv_connector="NixlConnector")))
+    # decode reads prefill's KV through its side channel; the front door sends requests to both engines
+    assert peers(plan, "d0") == [("p0", 5600 + rank, "nixl-side-channel", "llmserve_nixl_side_channel_port")
+                                 for rank in range(8)]   # one per rank of its eight devices
+    assert peers(plan, "router") == [("d0", 8000, "vllm-api", "llmserve_vllm_port"),
+                                     ("p0", 8000, "vllm-api", "llmserve_vllm_port")]
+    assert peers(plan, "p0") == []
+    # one machine in two inventory roles does not check itself
+    same = plan_of(*native(["p0"], ["d0"], router=dict(ansible_host="10.1.0.10")))
+    assert [p[0] for p in peers(same, "router")] == ["d0"]
+
+
+def test_a_listener_takes_its_expected_connections_and_a_peer_reaches_it():
+    port = free_port()
+    result = {}
+    server = threading.Thread(target=lambda: result.update(serve([port, port], 20)))
+    server.start()
+    started = time.monotonic()
+    assert reach(dict(address="127.0.0.1", port=port), 5) is None
+    assert reach(dict(address="127.0.0.1", port=port), 5) is None
+    server.join(10)
+    assert result == {port: 2} and time.monotonic() - started < 10   # it ends once both came, not at its timeout
+
+
+def test_a_port_in_use_is_left_to_its_owner():
+    with socket.socket() as owner:
+        owner.bind(("127.0.0.1", 0))
+        owner.listen(1)
+        port = owner.getsockname()[1]
+        started = time.monotonic()
+        assert serve([port], 20) == {} and time.monotonic() - started < 5
+        assert reach(dict(address="127.0.0.1", port=port), 1) is None
+
+
+def test_an_unreachable_peer_port_fails_naming_both_hosts_the_port_and_its_variable(home):  # noqa: F811
+    port = free_port()
+    rc, result = run_module("llmserve.cluster.port_reach", dict(host="node3", wait=1, connect=[dict(
+        peer="node1", address="127.0.0.1", port=port, service="vllm-api", instance="prefill-node1",
+        variable="llmserve_vllm_port")]), home)
+    assert rc != 0
+    assert result["msg"] == ("node3 cannot reach node1 at 127.0.0.1 port %d (vllm-api of prefill-node1, set by "
+                             "llmserve_vllm_port): refused; open TCP %d from node3 to node1 (firewall, security group)"
+                             % (port, port))
