@@ -40,7 +40,8 @@ options:
     type: str
   model:
     description:
-      - Model name for the completion. Defaults to the first model C(/v1/models) lists.
+      - Model name for the completion. Defaults to the first model C(/v1/models) lists (in OpenAI's shape, or as
+        vllm-router in igw mode lists them, names under C(models)).
     type: str
   max_tokens:
     description: Upper bound on the tokens of the answer.
@@ -327,7 +328,9 @@ def main():
     status, listing, dummy = request(module, base + "/v1/models", headers)
     result["models_status"] = status
     if status == 200 and isinstance(listing, dict):
-        result["models"] = [m.get("id") for m in listing.get("data", [])]
+        # OpenAI's shape; vllm-router in igw mode answers {"models": ["name", ...]}
+        result["models"] = [m.get("id") for m in listing.get("data", [])] or [
+            m for m in listing.get("models", []) if isinstance(m, str)]
 
     if p["prompt"] is None and not p["kv_from"]:
         module.exit_json(**result)

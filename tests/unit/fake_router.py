@@ -1,7 +1,8 @@
 """vllm-router 0.1.17's admin API in igw mode, as observed on the real router (docs/deploy.md, Upgrade and scale):
 GET /workers lists {"workers": [{id, url, model_id, priority, cost, worker_type, is_healthy, ...}], "total": N, ...};
 POST /workers adds (a URL posted twice is listed twice, as the real one does); DELETE /workers/{url percent-encoded}
-removes, or answers 400 WORKER_NOT_FOUND. Every call goes into `calls`. Also an engine's /metrics with
+removes, or answers 400 WORKER_NOT_FOUND; /v1/models lists the workers' model ids as {"models": [...]}. Every call
+goes into `calls`. Also an engine's /metrics with
 vllm:num_requests_running taken from a list of values, one per read. Run as a script it is a router process:
     python fake_router.py --host 127.0.0.1 --port P    (exits 7 on SIGTERM, so that a test sees the code passed on)"""
 import json
@@ -45,6 +46,11 @@ class Handler(BaseHTTPRequestHandler):
         router = self.server
         if self.path == "/workers":
             self.answer(200, {"workers": router.workers, "total": len(router.workers)})
+        elif self.path == "/health":
+            self.answer(200, "RouterManager is healthy")
+        elif self.path == "/v1/models":   # not OpenAI's shape; 503 with no worker
+            models = sorted({w["model_id"] for w in router.workers})
+            self.answer(200, {"models": models}) if models else self.answer(503, "No models available")
         elif self.path == "/metrics":
             running = router.busy.pop(0) if router.busy else 0
             self.answer(200, 'vllm:num_requests_running{engine="0",model_name="m"} %s\n'

@@ -179,3 +179,10 @@ def test_a_router_without_the_admin_api_is_named_with_the_mode_it_needs(home, pa
         server.kill()
     assert rc != 0 and "does not list its workers (GET %s: HTTP 404" % path in result["msg"]
     assert "llmserve_proxy_router_mode: igw" in result["msg"]
+
+
+def test_engine_probe_reads_the_model_from_the_routers_own_listing(home):  # noqa: F811
+    with Router() as router:
+        call(home, router, workers(P0) + workers(D0, kind="decode"), state="present")
+        rc, result = run_module("llmserve.cluster.engine_probe", dict(url=router.url), home)
+    assert rc == 0 and result["models"] == ["m"], result
