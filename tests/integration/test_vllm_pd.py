@@ -96,7 +96,7 @@ def test_converged_rerun_drift_kill_stop_start_and_clean_up(clean_bed):
     assert why.startswith("every host runs as its last deploy left it") and set(changed.values()) == {0}, why
 
     # failover: the prefill engine that served the most of a steady stream of completions is killed (2 s after the
-    # stream starts, 8 s before it ends); those that start 1 s or more after the kill are all answered by the other
+    # stream starts, 8 s before it ends); those that start 3 s or more after the kill are all answered by the other
     # one. The restart policy brings the engine back with no help from Ansible, and the router sends it requests
     # again (polled, no fixed sleep).
     before = {h: served(h, "llmserve-prefill-" + h) for h in PREFILL}
