@@ -11,9 +11,9 @@ short_description: Check that a host reaches the ports of its peers, before anyt
 version_added: 0.1.0
 description:
   - "Two halves of one check, run on every host of a cluster at once (the preflight stage): with O(serve), the host
-    listens on those of its ports that nothing holds yet, until each has taken its expected connections or
-    O(timeout) has passed (run it with C(async)); with O(connect), the host opens a TCP connection to each peer port,
-    retrying for O(wait) seconds, and fails naming every host pair and port it cannot reach."
+    listens on those of its ports that nothing holds yet, until O(stop_file) appears or O(timeout) has passed (run
+    it with C(async)); with O(connect), the host opens a TCP connection to each peer port, retrying for O(wait)
+    seconds, and fails naming every host pair and port it cannot reach."
   - A refused connection to a port something listens on, or one that times out, is what a firewall or a security
     group between the hosts does; the failure says which path to open.
 author:
@@ -31,11 +31,16 @@ attributes:
 options:
   serve:
     description:
-      - The ports to listen on, one entry per connection expected (a port three peers check is listed three times).
-        A port in use is left alone (it is the plan's own workload, which preflight's port check proved).
+      - The ports to listen on. A port in use is left alone (it is the plan's own workload, which preflight's port
+        check proved). A connection that comes is accepted and closed; others may come from anything that already
+        talks to the port (a router's health checks), so the listeners stay until told to stop.
     type: list
     elements: int
     default: []
+  stop_file:
+    description: With O(serve), the file whose appearance ends the listening (removed when it starts and ends).
+    type: path
+    default: /run/llmserve-port-reach.stop
   connect:
     description: The peer ports to reach (the plan's C(hosts[host].peers)).
     type: list
@@ -83,9 +88,9 @@ notes:
 """
 
 EXAMPLES = r"""
-- name: Listen where peers will check (in the background)
+- name: Listen where peers will check (in the background, until the stop file appears)
   llmserve.cluster.port_reach:
-    serve: [8000, 8000]
+    serve: [8000, 5600]
     timeout: 60
   async: 90
   poll: 0
@@ -103,13 +108,14 @@ reached:
   type: list
   elements: str
 served:
-  description: The connections taken per port.
+  description: The connections taken per port (the peers', and any other's).
   returned: with O(serve)
   type: dict
 """
 
 import collections
 import errno
+import os
 import selectors
 import socket
 import time
@@ -117,11 +123,10 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 
-def serve(ports, timeout):
-    """Listen on the free ones of `ports` until each took its count of connections, or `timeout`; {port: taken}."""
-    wanted = collections.Counter(ports)
+def serve(ports, timeout, stop_file):
+    """Listen on the free ones of `ports` until `stop_file` exists, or `timeout`; {port: connections taken}."""
     sel, taken = selectors.DefaultSelector(), collections.Counter()
-    for port in wanted:
+    for port in sorted(set(ports)):
         sock = socket.socket(socket.AF_INET6 if socket.has_ipv6 else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -134,14 +139,10 @@ def serve(ports, timeout):
             continue
         sel.register(sock, selectors.EVENT_READ, port)
     deadline = time.monotonic() + timeout
-    while sel.get_map() and time.monotonic() < deadline:
-        for key, dummy in sel.select(timeout=0.5):
-            conn = key.fileobj.accept()[0]
-            conn.close()
+    while sel.get_map() and time.monotonic() < deadline and not os.path.exists(stop_file):
+        for key, dummy in sel.select(timeout=0.2):
+            key.fileobj.accept()[0].close()
             taken[key.data] += 1
-            if taken[key.data] >= wanted[key.data]:
-                sel.unregister(key.fileobj)
-                key.fileobj.close()
     for key in list(sel.get_map().values()):
         key.fileobj.close()
     return dict(taken)
@@ -170,12 +171,18 @@ def main():
                 instance=dict(type="str", default=""), variable=dict(type="str", default=""))
     module = AnsibleModule(argument_spec=dict(
         serve=dict(type="list", elements="int", default=[]),
+        stop_file=dict(type="path", default="/run/llmserve-port-reach.stop"),
         connect=dict(type="list", elements="dict", options=peer, default=[]),
         timeout=dict(type="int", default=60), wait=dict(type="int", default=15),
         host=dict(type="str", default="this host")), supports_check_mode=True)
     p = module.params
     if p["serve"]:
-        module.exit_json(changed=False, served=serve(p["serve"], p["timeout"]))
+        if os.path.exists(p["stop_file"]):   # left by an earlier run, it must not end this one
+            os.remove(p["stop_file"])
+        served = serve(p["serve"], p["timeout"], p["stop_file"])
+        if os.path.exists(p["stop_file"]):
+            os.remove(p["stop_file"])
+        module.exit_json(changed=False, served=served)
     failed, reached = [], []
     for item in p["connect"]:
         why = reach(item, p["wait"])
