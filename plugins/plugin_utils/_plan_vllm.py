@@ -650,7 +650,7 @@ def _router(inv, host, entries, listen, metrics, retries, model):
               "--health-check-interval-secs", str(inv.integer(host, "llmserve_proxy_health_check_interval", 1))]
     extra = [str(a) for a in inv.get(host, "llmserve_proxy_extra_args") or []]
     member = dict(host=host, role="router", container="llmserve-router", image=inv.get(host, "llmserve_proxy_image"),
-                  listen=list(listen), health_url=url(*listen, path=READINESS), log_options=log_options(inv, host),
+                  listen=list(listen), url=url(*listen), health_url=url(*listen, path=READINESS), log_options=log_options(inv, host),
                   workers=workers, mode=mode)
     if mode == "igw":
         if mooncake:

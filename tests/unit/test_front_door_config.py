@@ -176,6 +176,7 @@ def test_ipv6_addresses_are_bracketed_in_every_url_and_in_nginx(tmp_path):
     pd = plan_of(*native(["p0"], ["d0"], p0=dict(ansible_host="fd00:1::1"), d0=dict(ansible_host="fd00:1::2"),
                          router=dict(ansible_host="fd00:1::3")))
     router = pd["front_door"]["members"][0]
+    assert router["url"] == "http://[fd00:1::3]:10001"   # the admin API the deploy, upgrade and remove talk to
     assert [(w["url"], w["worker_type"]) for w in router["workers"]] == [
         ("http://[fd00:1::1]:8000", "prefill"), ("http://[fd00:1::2]:8000", "decode")]
     assert pd["front_door"]["health_url"] == "http://[fd00:1::3]:10001/readiness"
