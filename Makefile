@@ -24,7 +24,7 @@ POSTGRES_IMAGE := llmserve/postgres:15
 HAPROXY_IMAGE := llmserve/haproxy:2.6
 BASE_IMAGE := llmserve-testbed/base:bookworm
 # the scenarios of make test (extensions/molecule/*)
-MOLECULE_SCENARIOS := container_host mindie omni_2p1d ray vllm_pd xinference gpustack
+MOLECULE_SCENARIOS := container_host mindie omni_2p1d ray xinference gpustack
 
 .PHONY: help demo test machine venv collection testbed testbed-down images images-bed images-late image-vllm image-sim \
         image-router image-nginx image-mindie image-xinference image-gpustack push checks lint sanity unit integration \
@@ -145,7 +145,7 @@ unit: venv collection
 integration: testbed collection images-bed
 	@echo "[test] integration tests on the test bed"
 	@$(TESTBED) push $(VLLM_IMAGE) $(ROUTER_IMAGE) $(SIM_IMAGE) $(NGINX_IMAGE)
-	@LLMSERVE_REQUIRE_TESTBED=1 $(BIN)/python -m pytest -q tests/integration
+	@LLMSERVE_REQUIRE_TESTBED=1 $(BIN)/python -m pytest -q --durations=0 tests/integration
 
 molecule: testbed collection images
 	@echo "[test] molecule scenarios on the test bed"

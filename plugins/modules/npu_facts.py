@@ -19,6 +19,9 @@ description:
     vllm-ascend's rank table names; the HCCL, omni-infer and MindIE tables name the RoCE address (docs/ranktable.md).
   - On A3 it also reads each die's super pod id and super device id (SDID) with
     C(npu-smi info -t spod-info -i <NPU ID> -c <Chip ID>).
+  - It reads each chip's address as the persisted network configuration gives it (O(hccn_conf), the file the
+    engines mount), and the driver's version (O(driver_version_file)), so that the rank-table stage can refuse
+    a host whose file and device disagree, or hosts whose drivers differ.
   - The result is the fact C(llmserve_npu), the per-host part of an HCCL or MindIE rank table.
   - Only runs read-only queries, so it is safe in check mode.
 author:
@@ -48,6 +51,16 @@ options:
       - An id the host does not have fails the task.
     type: list
     elements: int
+  hccn_conf:
+    description:
+      - The persisted device network configuration, whose C(address_<logical id>) lines C(hccn_tool -ip -s) writes.
+    type: path
+    default: /etc/hccn.conf
+  driver_version_file:
+    description:
+      - The driver's version file, whose C(Version=) line names the installed NPU driver.
+    type: path
+    default: /usr/local/Ascend/driver/version.info
 notes:
   - npu-smi and hccn_tool come with the Ascend NPU driver package
     (C(Ascend-hdk-<chip>-npu-driver_<version>_linux-<arch>.run)), which installs hccn_tool under
@@ -137,6 +150,10 @@ ansible_facts:
               sample: 1
             device_ip:
               description: The chip's device IP, the address of its RoCE port (C(hccn_tool -ip -g)).
+              type: str
+              sample: 192.168.2.14
+            conf_ip:
+              description: The chip's address in O(hccn_conf) (its C(address_<logical id>) line), or V(null) without one.
               type: str
               sample: 192.168.2.14
             netmask:
@@ -335,6 +352,17 @@ def parse_hccn_tls(text):
     return dict(enabled=m.group(1) == "1", dev_id=int(dev.group(1)) if dev else None)
 
 
+def parse_hccn_conf(text):
+    """/etc/hccn.conf: {logical id: address} from its address_<id>=<ip> lines."""
+    return {int(m.group(1)): m.group(2).strip() for m in re.finditer(r"^\s*address_(\d+)\s*=\s*(\S+)", text, re.M)}
+
+
+def parse_version_info(text):
+    """The driver's version.info: its Version= value, or None."""
+    m = re.search(r"^\s*Version\s*=\s*(\S+)", text, re.M)
+    return m.group(1) if m else None
+
+
 def detect_generation(mapping):
     """A3 when npu-smi prints the 910_93 layout (with Chip Phy-ID), A2 when every chip is a 910B."""
     names = sorted({c["name"] for c in mapping["chips"]})
@@ -346,8 +374,9 @@ def detect_generation(mapping):
                          "this module reads only those two" % ", ".join(names))
 
 
-def gather(run, npu_smi, hccn_tool, devices=None):
-    """The llmserve_npu fact; run(argv) returns a command's stdout or raises NpuToolError."""
+def gather(run, npu_smi, hccn_tool, devices=None, conf=None):
+    """The llmserve_npu fact; run(argv) returns a command's stdout or raises NpuToolError; conf is the
+    {logical id: address} of /etc/hccn.conf, or None when there is no such file."""
     def query(argv, parser):
         out = run(argv)
         try:
@@ -384,7 +413,8 @@ def gather(run, npu_smi, hccn_tool, devices=None):
         ip = query(hccn + ["-ip", "-g"], parse_hccn_ip)
         device = dict(logical_id=logical_id, card_id=chip["npu_id"], chip_id=chip["chip_id"],
                       device_id=tls["dev_id"] if tls["dev_id"] is not None else logical_id,
-                      device_ip=ip["ipaddr"], netmask=ip["netmask"], link=query(hccn + ["-link", "-g"], parse_hccn_link),
+                      device_ip=ip["ipaddr"], conf_ip=(conf or {}).get(logical_id), netmask=ip["netmask"],
+                      link=query(hccn + ["-link", "-g"], parse_hccn_link),
                       vnic_ip=None, tls=tls["enabled"], super_pod_id=None, super_device_id=None, server_index=None)
         if generation == "A3":
             spod = query([npu_smi, "info", "-t", "spod-info", "-i", str(chip["npu_id"]), "-c", str(chip["chip_id"])],
@@ -420,12 +450,23 @@ def missing_message(tool, option, where):
             "to the tool's path." % (tool, where, tool, DRIVER_PACKAGE, home, option))
 
 
+def _read(path):
+    """A file's text, or None when it does not exist."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             npu_smi=dict(type="str", default="npu-smi"),
             hccn_tool=dict(type="str", default="hccn_tool"),
             devices=dict(type="list", elements="int"),
+            hccn_conf=dict(type="path", default="/etc/hccn.conf"),
+            driver_version_file=dict(type="path", default="/usr/local/Ascend/driver/version.info"),
         ),
         supports_check_mode=True,
     )
@@ -447,10 +488,14 @@ def main():
                                cmd=" ".join(argv), rc=rc, stdout=out, stderr=err)
         return out
 
+    conf = _read(p["hccn_conf"])
+    conf = None if conf is None else parse_hccn_conf(conf)
     try:
-        facts = gather(run, tools["npu_smi"], tools["hccn_tool"], p["devices"])
+        facts = gather(run, tools["npu_smi"], tools["hccn_tool"], p["devices"], conf)
     except NpuToolError as e:
         module.fail_json(msg=e.msg, **e.result)
+    facts.update(hccn_conf=p["hccn_conf"] if conf is not None else None,
+                 driver_version=parse_version_info(_read(p["driver_version_file"]) or ""))
     module.exit_json(changed=False, ansible_facts=dict(llmserve_npu=facts))
 
 

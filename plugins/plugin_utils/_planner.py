@@ -320,6 +320,26 @@ SAME_INSTANCE = ("vllm-dp-rpc", "vllm-master", "omni-node-port")     # the other
 FROM_DECODE = ("nixl-side-channel", "mooncake-bootstrap", "llmdatadist-rpc")   # decode reads prefill's KV
 FROM_FRONT_DOOR = ("vllm-api",)                                      # the front door sends it requests
 RAY_NODES = ("ray-gcs", "ray-node-manager", "ray-object-manager")    # every other node of the Ray cluster
+# the instance kinds whose hosts connect to a listener of this service (reference/mindie.md 1, the Xinference and
+# GPUStack plans): MindIE's Controller polls the Servers and drives the Coordinator, the Coordinator forwards requests
+# to the Servers and raises alarms at the Controller, prefill and decode Servers exchange KV; Xinference's supervisor
+# and workers call each other; GPUStack's servers use the database and the workers, its workers register through the
+# load balancer, which forwards to the servers
+FROM_KINDS = {
+    "mindie-server": ("mindie_controller", "mindie_coordinator"),
+    "mindie-server-management": ("mindie_controller",),
+    "mindie-server-metrics": ("mindie_controller",),
+    "mindie-server-inter-comm": ("mindie_server",),
+    "mindie-coordinator-manage": ("mindie_controller",),
+    "mindie-coordinator-external": ("mindie_controller",),
+    "mindie-controller-alarm": ("mindie_coordinator",),
+    "xinference-supervisor-rpc": ("xinference_worker",),
+    "xinference-worker-rpc": ("xinference_supervisor",),
+    "postgresql": ("gpustack_server",),
+    "gpustack-http": ("gpustack_lb",),
+    "gpustack-lb": ("gpustack_worker",),
+    "gpustack-worker": ("gpustack_server",),
+}
 
 
 def _peers(inv, ports, hosts, instances, doors):
@@ -327,6 +347,11 @@ def _peers(inv, ports, hosts, instances, doors):
     by_name = {i["name"]: i for i in instances}
     ray = sorted({h for i in instances if i["kind"] in ("ray_head", "ray_worker") for h in i["hosts"]})
     decode = sorted({h for i in instances if i["kind"] == "vllm_decode" for h in i["hosts"]})
+    of_kind = {}
+    for i in instances:
+        of_kind.setdefault(i["kind"], set()).update(i["hosts"])
+    if "gpustack_lb" not in of_kind:   # with no load balancer of ours, workers register at the server itself
+        of_kind["gpustack_lb"] = of_kind.get("gpustack_worker", set())
     found = {}
     for target in hosts:
         for listener in ports.listeners(target):
@@ -339,6 +364,8 @@ def _peers(inv, ports, hosts, instances, doors):
                 clients = [d["host"] for d in doors]
             elif service in RAY_NODES:
                 clients = ray
+            elif service in FROM_KINDS:
+                clients = sorted(set().union(*(of_kind.get(kind, set()) for kind in FROM_KINDS[service])))
             else:
                 continue
             for client in clients:

@@ -201,7 +201,51 @@ def _server(host, address, devices, facts):
     if lost:
         raise RankTableError("%s: device(s) %s have no IP address (hccn_tool -i N -ip -s address A netmask M)"
                              % (host, ",".join(map(str, lost))))
+    down = [d for d in devices if by_logical[d].get("link", "UP") != "UP"]
+    if down:
+        raise RankTableError("%s: the RoCE link of device(s) %s is DOWN (hccn_tool -i N -link -g), so no KV or HCCL "
+                             "traffic passes; check the cable and switch port (hccn_tool -i N -net_health -g)"
+                             % (host, ",".join(map(str, down))))
+    if "hccn_conf" in npu:   # facts of npu_facts 0.1.0 read the file; older recorded facts did not
+        if npu["hccn_conf"] is None:
+            raise RankTableError("%s: /etc/hccn.conf does not exist, but the engines mount it for the device IPs; "
+                                 "set each address with hccn_tool -i N -ip -s address A netmask M, which writes it" % host)
+        stale = ["device %d: %s in %s, %s by hccn_tool" % (
+            d, by_logical[d].get("conf_ip") or "no address_%d line" % d, npu["hccn_conf"], by_logical[d]["device_ip"])
+            for d in devices if by_logical[d].get("conf_ip") != by_logical[d]["device_ip"]]
+        if stale:
+            raise RankTableError("%s: the persisted device IPs disagree with the devices' (%s); the engines read the "
+                                 "file: set them again with hccn_tool -i N -ip -s address A netmask M, which writes "
+                                 "both" % (host, "; ".join(stale)))
     return {"server_id": address, "devices": [by_logical[d] for d in devices]}
+
+
+def agree(facts, devices_of):
+    """Raise RankTableError unless every planned device has the same TLS switch (HCCL links no others) and every
+    host the same driver version; devices_of: {host: [logical ids]}."""
+    tls, drivers = {}, {}
+    for host, devices in sorted(devices_of.items()):
+        by_logical = {int(d["logical_id"]): d for d in facts[host].get("devices", [])}
+        for d in devices:
+            tls.setdefault(bool(by_logical[d].get("tls")), []).append("%s device %d" % (host, d))
+        if facts[host].get("driver_version"):
+            drivers.setdefault(facts[host]["driver_version"], []).append(host)
+    if len(tls) > 1:
+        raise RankTableError("the device TLS switch is on for %s and off for %s; HCCL links only devices whose switch "
+                             "agrees: set one with hccn_tool -i N -tls -s enable 0|1 on every device"
+                             % (", ".join(tls[True]), ", ".join(tls[False])))
+    if len(drivers) > 1:
+        raise RankTableError("the hosts run different NPU drivers (%s); HCCL between them is not supported: install "
+                             "one driver version on every host" % "; ".join(
+                                 "%s on %s" % (v, ", ".join(h)) for v, h in sorted(drivers.items())))
+
+
+def _devices_of(members):
+    """{host: its planned logical ids} of the members given."""
+    out = {}
+    for m in members:
+        out.setdefault(m["host"], []).extend(d for d in m["devices"] if d not in out.get(m["host"], []))
+    return out
 
 
 def _filled(skeleton, servers, a3):
@@ -228,6 +272,7 @@ def mindie_files(plan, facts):
         return {}
     a3 = plan["hosts"][instances[0]["master"]]["accelerator"] == "ascend_a3"
     servers = {m["address"]: _server(m["host"], m["address"], m["devices"], facts) for i in instances for m in i["members"]}
+    agree(facts, _devices_of(m for i in instances for m in i["members"]))
     (controller,) = [m for i in plan["instances"] if i["kind"] == "mindie_controller" for m in i["members"]]
     table = _filled(controller["rank_table"], servers, a3)
     entries = {e["server_id"]: e for g in table["server_group_list"][2:] for e in g["server_list"]}
@@ -280,6 +325,7 @@ def plan_files(plan, facts):
             tables[path] = table
             for host in inst["hosts"]:
                 paths_of[host].append(path)
+    agree(facts, _devices_of(m for i in instances for m in i["members"]))
     prefill = [servers_of[i["name"]] for i in instances if i["kind"] == "vllm_prefill"]
     decode = [s for i in instances if i["kind"] == "vllm_decode" for s in servers_of[i["name"]]]
     listed = {m["env"].get("DISAGGREGATED_PREFILL_RANK_TABLE_PATH") for i in instances for m in i["members"]} - {None}

@@ -1,7 +1,8 @@
 """The ranktable stage on A3 test-bed hosts (stand-in npu-smi and hccn_tool over the a3-16 fixture: 16 dies
 per host in one super pod): HCCL v1.2 with the RoCE device IPs, super_device_id and super_pod_list from each
 host's own tools, vllm-ascend's list file with the vNIC addresses and its super pod fields, modes 0640/0750,
-nothing changed on a second run or in check mode, and clean_up takes the tables away. (The omni_2p1d molecule scenario covers A2 with engines.)"""
+nothing changed on a second run or in check mode, a host whose /etc/hccn.conf disagrees with its devices refused,
+and clean_up takes the tables away. (The omni_2p1d molecule scenario covers A2 with engines.)"""
 import json
 import re
 import sys
@@ -91,6 +92,16 @@ def test_a3_rank_tables_come_from_each_hosts_own_tools(a3_bed):
 
     assert set(changed(run(SITE, *a3_bed, "--tags", "ranktable")).values()) == {0}
     assert set(changed(run(SITE, *a3_bed, "--tags", "ranktable", "--check")).values()) == {0}
+
+    # a device whose persisted address (the file the engines mount) is not the device's own: refused, naming it
+    before = table("node3", "hccl_decode-x.json")
+    assert on_host("node3", "sed -i 's/^address_5=.*/address_5=192.168.13.99/' /etc/hccn.conf").returncode == 0
+    res = ansible_playbook(SITE, *a3_bed, "--tags", "ranktable")
+    said = " ".join(res.stdout.split())
+    assert res.returncode != 0 and "node3: the persisted device IPs disagree with the devices" in said, res.stdout[-3000:]
+    assert "(device 5: 192.168.13.99 in /etc/hccn.conf, 192.168.13.15 by hccn_tool)" in said, res.stdout[-3000:]
+    assert table("node3", "hccl_decode-x.json") == before   # nothing was written
+    assert on_host("node3", "sed -i 's/^address_5=.*/address_5=192.168.13.15/' /etc/hccn.conf").returncode == 0
 
     run(SITE, *a3_bed, "--tags", "clean_up")
     for host in ("node1", "node2", "node3"):

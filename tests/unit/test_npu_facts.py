@@ -179,7 +179,7 @@ A2_ONE_CARD = {
 def test_a2_device_id_is_the_physical_id_hccn_tool_prints():
     run, calls = canned(A2_ONE_CARD)
     facts = npu_facts.gather(run, "npu-smi", "hccn_tool")
-    assert facts["devices"] == [dict(device_id=4, logical_id=0, card_id=4, chip_id=0, device_ip="10.0.0.4",
+    assert facts["devices"] == [dict(device_id=4, logical_id=0, card_id=4, chip_id=0, device_ip="10.0.0.4", conf_ip=None,
                                      netmask="255.255.255.0", link="DOWN", vnic_ip=None, tls=True, super_pod_id=None,
                                      super_device_id=None, server_index=None)]
     assert not any("spod-info" in c or "-vnic" in c for c in calls)
@@ -233,7 +233,7 @@ def test_a3_host_reports_every_die_with_its_roce_and_vnic_addresses_and_sdid(fix
     assert [d["device_ip"] for d in npu["devices"]] == ["192.168.2.%d" % (10 + i) for i in range(16)]
     assert [d["vnic_ip"] for d in npu["devices"]] == ["10.24.2.%d" % (i + 1) for i in range(16)]
     assert npu["devices"][5] == dict(device_id=5, logical_id=5, card_id=2, chip_id=1, device_ip="192.168.2.15",
-                                     netmask="255.255.255.0", link="UP", vnic_ip="10.24.2.6", tls=False, super_pod_id=0,
+                                     conf_ip=None, netmask="255.255.255.0", link="UP", vnic_ip="10.24.2.6", tls=False, super_pod_id=0,
                                      super_device_id=fixtures.sdid(2, 2, 1, 5), server_index=2)
     assert len({d["super_device_id"] for d in npu["devices"]}) == 16
 
@@ -335,3 +335,22 @@ def record():
 
 if __name__ == "__main__" and sys.argv[1:] == ["--record"]:
     record()
+
+
+def test_the_persisted_addresses_and_the_driver_version_are_read_beside_the_devices(fixture_files, tmp_path):
+    conf, version = tmp_path / "hccn.conf", tmp_path / "version.info"
+    conf.write_text("address_0=192.168.1.10\nnetmask_0=255.255.255.0\naddress_1=192.168.1.99\n")
+    version.write_text("Version=24.1.rc2\nascendhal_version=7.35.23\n")
+    rc, result = npu_facts_task({"devices": [0, 1, 2], "hccn_conf": str(conf), "driver_version_file": str(version)},
+                                env=with_stand_ins(fixture_files["a2-8", 1]))
+    assert rc == 0, result.get("msg")
+    npu = result["ansible_facts"]["llmserve_npu"]
+    assert (npu["hccn_conf"], npu["driver_version"]) == (str(conf), "24.1.rc2")
+    assert [(d["device_ip"], d["conf_ip"]) for d in npu["devices"]] == [
+        ("192.168.1.10", "192.168.1.10"), ("192.168.1.11", "192.168.1.99"), ("192.168.1.12", None)]
+    # neither file: said as null, for the rank-table stage to judge
+    rc, result = npu_facts_task({"hccn_conf": str(tmp_path / "none"), "driver_version_file": str(tmp_path / "none")},
+                                env=with_stand_ins(fixture_files["a2-8", 1]))
+    npu = result["ansible_facts"]["llmserve_npu"]
+    assert rc == 0 and npu["hccn_conf"] is None and npu["driver_version"] is None
+    assert {d["conf_ip"] for d in npu["devices"]} == {None}

@@ -63,3 +63,29 @@ def test_an_unreachable_peer_port_fails_naming_both_hosts_the_port_and_its_varia
     assert result["msg"] == ("node3 cannot reach node1 at 127.0.0.1 port %d (vllm-api of prefill-node1, set by "
                              "llmserve_vllm_port): refused; open TCP %d from node3 to node1 (firewall, security group)"
                              % (port, port))
+
+
+def test_mindie_xinference_and_gpustack_peers_are_the_components_that_call_each_other():
+    from test_plan_clusters import GPS_HA, gpustack, xinference
+    from test_ranktable import mindie_plan
+    mindie = mindie_plan()   # four Servers s0..s3, the Controller and the Coordinator on ms
+    assert peers(mindie, "ms") == [(s, port, service, variable) for s in ("s0", "s1", "s2", "s3") for port, service, variable in (
+        (1025, "mindie-server", "llmserve_mindie_server_port"),
+        (1026, "mindie-server-management", "llmserve_mindie_server_management_port"),
+        (1027, "mindie-server-metrics", "llmserve_mindie_server_metrics_port"))]
+    # Servers exchange KV with each other; the Controller and Coordinator share one host, so they check nothing between them
+    assert peers(mindie, "s1") == [(s, 1121, "mindie-server-inter-comm", "llmserve_mindie_server_inter_comm_port")
+                                   for s in ("s0", "s2", "s3")]
+    xinf = plan_of(*xinference())
+    assert peers(xinf, "w0") == [("sup", 9999, "xinference-supervisor-rpc", "llmserve_xinference_supervisor_port")]
+    assert [p[:3] for p in peers(xinf, "sup")] == [("w0", 30001, "xinference-worker-rpc"), ("w1", 30001, "xinference-worker-rpc")]
+    # GPUStack behind our load balancer: servers to the database and the workers, the balancer to the servers, workers
+    # to the balancer
+    gps = plan_of(*gpustack(servers=("s0", "s1"), db_hosts=("db",), lb_hosts=("lb",), common=GPS_HA))
+    services = {h: sorted({(p[0], p[2]) for p in peers(gps, h)}) for h in ("s0", "lb", "w0", "db")}
+    assert services == {"s0": [("db", "postgresql"), ("w0", "gpustack-worker")],
+                        "lb": [("s0", "gpustack-http"), ("s1", "gpustack-http")],
+                        "w0": [("lb", "gpustack-lb")], "db": []}
+    # with one server and no balancer, workers register at the server itself
+    single = plan_of(*gpustack())
+    assert {(p[0], p[2]) for p in peers(single, "w0")} == {("s0", "gpustack-http")}

@@ -259,3 +259,59 @@ def test_a_multi_node_prefill_launches_and_lists_its_other_hosts_in_omni_infers_
     # rank ids run over the servers in that order: node rank k holds ranks 8k..8k+7
     for k, server in enumerate(merged["server_list"]):
         assert [int(d["rank_id"]) for d in server["device"]] == list(range(8 * k, 8 * k + 8))
+
+
+# ---------------------------------------------------------------- the hosts' network, before any engine starts
+
+def read_facts(plan, conf=True, driver="24.1.rc2"):
+    """facts_for as npu_facts 0.1.0 returns them: with /etc/hccn.conf's addresses, link, TLS and driver."""
+    facts = facts_for(plan)
+    for npu in facts.values():
+        npu.update(hccn_conf="/etc/hccn.conf" if conf else None, driver_version=driver)
+        for d in npu["devices"]:
+            d.update(conf_ip=d["device_ip"] if conf else None, link="UP", tls=False)
+    return facts
+
+
+def test_facts_whose_file_link_and_switches_agree_give_the_same_tables_as_before():
+    plan = omni_plan()
+    assert rt.plan_files(plan, read_facts(plan)) == rt.plan_files(plan, facts_for(plan))
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda f: f["d1"]["devices"][2].update(link="DOWN"), "d1: the RoCE link of device(s) 2 is DOWN"),
+    (lambda f: f["p0"]["devices"][3].update(conf_ip="29.0.1.99"),
+     "p0: the persisted device IPs disagree with the devices' (device 3: 29.0.1.99 in /etc/hccn.conf, 29.0.1.3 by "
+     "hccn_tool)"),
+    (lambda f: f["p1"]["devices"][0].update(conf_ip=None), "device 0: no address_0 line in /etc/hccn.conf"),
+    (lambda f: f["d0"].update(hccn_conf=None), "d0: /etc/hccn.conf does not exist"),
+    (lambda f: [d.update(tls=True) for d in f["d0"]["devices"] + f["d1"]["devices"]],
+     "the device TLS switch is on for d0 device 0, d0 device 1"),
+    (lambda f: f["p1"].update(driver_version="23.0.3"),
+     "the hosts run different NPU drivers (23.0.3 on p1; 24.1.rc2 on d0, d1, p0)"),
+])
+def test_the_stage_refuses_a_host_network_that_would_not_carry_kv_naming_host_and_fix(change, message):
+    plan = omni_plan()
+    facts = read_facts(plan)
+    change(facts)
+    with pytest.raises(rt.RankTableError, match=re.escape(message)):
+        rt.plan_files(plan, facts)
+
+
+def test_a_tls_switch_on_everywhere_is_accepted():
+    plan = omni_plan()
+    facts = read_facts(plan)
+    for npu in facts.values():
+        for d in npu["devices"]:
+            d["tls"] = True
+    assert sorted(rt.plan_files(plan, facts)) == ["d0", "d1", "p0", "p1"]
+
+
+def test_mindie_refuses_servers_whose_tls_switches_differ():
+    plan = mindie_plan()
+    facts = read_facts(plan)
+    for d in facts["s2"]["devices"]:
+        d["tls"] = True
+    with pytest.raises(rt.RankTableError, match=re.escape("the device TLS switch is on for s2 device 0, s2 device 1, "
+                                                          "s2 device 2, s2 device 3 and off for s0 device 0")):
+        rt.plan_files(plan, facts)
