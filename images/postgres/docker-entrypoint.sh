@@ -32,6 +32,8 @@ if [ "${1:-}" = postgres ]; then
         fi
         echo "postgres: initialized $PGDATA (user $user, database $db)"
     fi
-    exec runuser -u postgres -- "$@"
+    # setpriv execs the server in this process, which Docker signals (STOPSIGNAL SIGINT, PostgreSQL's fast
+    # shutdown); runuser would stay as the parent and ignore SIGINT, so every stop ran into the kill timeout
+    exec setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"
 fi
 exec "$@"
