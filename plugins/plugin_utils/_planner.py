@@ -319,13 +319,14 @@ def build_plan(groups, hostvars):
 SAME_INSTANCE = ("vllm-dp-rpc", "vllm-master", "omni-node-port")     # the other hosts of a multi-host engine
 FROM_DECODE = ("nixl-side-channel", "mooncake-bootstrap", "llmdatadist-rpc")   # decode reads prefill's KV
 FROM_FRONT_DOOR = ("vllm-api",)                                      # the front door sends it requests
-RAY_NODES = ("ray-gcs", "ray-node-manager", "ray-object-manager")    # every other node of the Ray cluster
 # the instance kinds whose hosts connect to a listener of this service (reference/mindie.md 1, the Xinference and
-# GPUStack plans): MindIE's Controller polls the Servers and drives the Coordinator, the Coordinator forwards requests
-# to the Servers and raises alarms at the Controller, prefill and decode Servers exchange KV; Xinference's supervisor
-# and workers call each other; GPUStack's servers use the database and the workers, its workers register through the
-# load balancer, which forwards to the servers
+# GPUStack plans): every other node of a Ray cluster; MindIE's Controller polls the Servers and drives the
+# Coordinator, the Coordinator forwards requests to the Servers and raises alarms at the Controller, prefill and decode
+# Servers exchange KV; Xinference's supervisor and workers call each other; GPUStack's servers use the database and
+# the workers, its workers register through the load balancer, which forwards to the servers
+RAY = ("ray_head", "ray_worker")
 FROM_KINDS = {
+    "ray-gcs": RAY, "ray-node-manager": RAY, "ray-object-manager": RAY,
     "mindie-server": ("mindie_controller", "mindie_coordinator"),
     "mindie-server-management": ("mindie_controller",),
     "mindie-server-metrics": ("mindie_controller",),
@@ -345,8 +346,6 @@ FROM_KINDS = {
 def _peers(inv, ports, hosts, instances, doors):
     """{host: [the listeners of other hosts it connects to, with their host and address]}."""
     by_name = {i["name"]: i for i in instances}
-    ray = sorted({h for i in instances if i["kind"] in ("ray_head", "ray_worker") for h in i["hosts"]})
-    decode = sorted({h for i in instances if i["kind"] == "vllm_decode" for h in i["hosts"]})
     of_kind = {}
     for i in instances:
         of_kind.setdefault(i["kind"], set()).update(i["hosts"])
@@ -359,11 +358,9 @@ def _peers(inv, ports, hosts, instances, doors):
             if service in SAME_INSTANCE and instance:
                 clients = instance["hosts"]
             elif service in FROM_DECODE and instance and instance["kind"] == "vllm_prefill":
-                clients = decode
+                clients = sorted(of_kind.get("vllm_decode", ()))
             elif service in FROM_FRONT_DOOR:
                 clients = [d["host"] for d in doors]
-            elif service in RAY_NODES:
-                clients = ray
             elif service in FROM_KINDS:
                 clients = sorted(set().union(*(of_kind.get(kind, set()) for kind in FROM_KINDS[service])))
             else:
